@@ -1,0 +1,70 @@
+"""YAML output for the CLI: everything a command prints goes through here."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+
+from ..core.path import Path
+from ..core.types import NotGiven, attrdict
+
+
+class Dumper(yaml.SafeDumper):
+    """SafeDumper that knows paths (``!P a.b``) and tuples (as lists)."""
+
+
+def _repr_path(dumper: yaml.SafeDumper, data: Path):
+    return dumper.represent_scalar("!P", str(data))
+
+
+def _repr_tuple(dumper: yaml.SafeDumper, data: tuple):
+    return dumper.represent_list(list(data))
+
+
+def _repr_notgiven(dumper: yaml.SafeDumper, data: Any):
+    return dumper.represent_scalar("!NotGiven", "")
+
+
+Dumper.add_representer(Path, _repr_path)
+Dumper.add_representer(tuple, _repr_tuple)
+Dumper.add_representer(attrdict, Dumper.represent_dict)
+Dumper.add_representer(type(NotGiven), _repr_notgiven)
+
+
+def yformat(data: Any) -> str:
+    """Format ``data`` as YAML; a lone string is double-quoted, as in the tutorial."""
+    if isinstance(data, str):
+        out = yaml.dump(data, Dumper=Dumper, default_style='"', allow_unicode=True, width=10**9)
+    else:
+        out = yaml.dump(
+            data, Dumper=Dumper, default_flow_style=False, sort_keys=False, allow_unicode=True
+        )
+    if out.endswith("\n...\n"):
+        out = out[:-4]
+    return out
+
+
+def yprint(data: Any, file=None) -> None:
+    file = file or sys.stdout
+    file.write(yformat(data))
+    file.flush()
+
+
+def nest(items, key: str) -> dict:
+    """Turn ``(relative_path, value)`` pairs into the nested ``-d`` form.
+
+    Each entry's value is stored under ``key`` (``_`` in the tutorial) beside its
+    children.
+    """
+    root: dict = {}
+    for rel, value in items:
+        d = root
+        for k in rel:
+            nxt = d.get(k)
+            if not isinstance(nxt, dict):
+                nxt = d[k] = {}
+            d = nxt
+        d[key] = value
+    return root

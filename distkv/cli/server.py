@@ -1,0 +1,65 @@
+"""``distkv server``: run one node in the foreground."""
+
+from __future__ import annotations
+
+import ast
+import logging
+import signal
+import sys
+
+import trio
+
+from ..core.types import NotGiven, unwrap_group
+from .main import ArgParser
+
+logger = logging.getLogger(__name__)
+
+
+def run_server(cfg: dict, args: list[str]) -> int:
+    p = ArgParser(prog="distkv server", description="Run a DistKV node.")
+    p.add_argument("-i", "--init", metavar="VALUE",
+                   help="start a NEW network with this root value (never on a running network)")
+    p.add_argument("-e", "--eval", action="store_true", help="evaluate the -i value as a Python literal")
+    p.add_argument("-l", "--load", metavar="FILE", action="append", default=[],
+                   help="load this state file on start (repeatable)")
+    p.add_argument("-s", "--state-dir", metavar="DIR", help="keep state in this directory")
+    p.add_argument("-H", "--host", help="bind address (server.bind_default.host)")
+    p.add_argument("-p", "--port", type=int, help="port (server.bind_default.port)")
+    p.add_argument("name", help="this node's name (unique in the network)")
+    a = p.parse_args(args)
+    if a.host:
+        cfg["server"]["bind_default"]["host"] = a.host
+    if a.port is not None:
+        cfg["server"]["bind_default"]["port"] = a.port
+    if a.state_dir:
+        cfg["server"]["state_dir"] = a.state_dir
+    init = NotGiven
+    if a.init is not None:
+        init = ast.literal_eval(a.init) if a.eval else a.init
+    try:
+        with unwrap_group():
+            trio.run(_main, cfg, a.name, init, a.load)
+    except OSError as exc:
+        print(f"ServerError: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _main(cfg: dict, name: str, init, load: list[str]) -> None:
+    from ..server import Server
+
+    server = Server(name, cfg, init=init)
+    for f in load:
+        server.load_file(f)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_signals, nursery.cancel_scope)
+        await nursery.start(server.serve)
+        print("Running.", flush=True)
+
+
+async def _signals(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+        async for sig in sigs:
+            logger.info("signal %s: shutting down", sig)
+            scope.cancel()
+            return

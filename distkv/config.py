@@ -1,0 +1,134 @@
+"""Configuration: defaults, YAML files, ``-C key=value`` overrides.
+
+The layout follows the original DistKV so existing config files carry over. Files are
+searched in the usual places unless one is named with ``-c`` or ``DISTKV_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path as FsPath
+from typing import Any
+
+import yaml
+
+from .exceptions import ConfigError
+
+DEFAULT_PORT = 27586
+
+DEFAULTS: dict[str, Any] = {
+    "connect": {
+        "host": "127.0.0.1",
+        "port": DEFAULT_PORT,
+        "auth": None,
+        "ssl": None,
+        "name": None,
+        "init_timeout": 5,
+    },
+    "server": {
+        "bind_default": {"host": "127.0.0.1", "port": DEFAULT_PORT, "ssl": None},
+        "mqtt": {"uri": "mqtt://localhost:1883"},
+        "root": "distkv",
+        "advertise": None,
+        "state_dir": None,
+        "fsync": "interval",
+        "fsync_interval": 1.0,
+        # Bytes the server queues for one client before it cuts off that client's
+        # streams with an overflow error (see docs/protocol.md, flow control).
+        "window": 4 * 1024 * 1024,
+        "max_message": 4 * 1024 * 1024,
+    },
+    "logging": {"level": "WARNING"},
+}
+
+SEARCH_PATHS = (
+    "~/.config/distkv.cfg",
+    "~/.distkv.cfg",
+    "/etc/distkv/distkv.cfg",
+    "/etc/distkv.cfg",
+)
+
+
+def merge(base: dict, over: Mapping) -> dict:
+    """Recursively merge ``over`` into a copy of ``base``."""
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Parse one ``-C dotted.key=value`` item; the value is read as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"-C needs key=value, got {item!r}")
+    key, _, raw = item.partition("=")
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"-C needs a key before '=', got {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse value of -C {key}: {exc}") from None
+    return parts, value
+
+
+def set_dotted(cfg: dict, parts: list[str], value: Any) -> None:
+    d = cfg
+    for p in parts[:-1]:
+        nxt = d.get(p)
+        if not isinstance(nxt, dict):
+            nxt = d[p] = {}
+        d = nxt
+    d[parts[-1]] = value
+
+
+def read_file(path: str | os.PathLike) -> dict:
+    try:
+        with open(os.path.expanduser(path)) as f:
+            data = yaml.safe_load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping, not {type(data).__name__}")
+    return data
+
+
+def load(
+    files: Iterable[str] | None = None,
+    overrides: Iterable[str] = (),
+    extra: Mapping | None = None,
+) -> dict:
+    """Build the effective configuration.
+
+    ``files`` (from ``-c``) replace the search; otherwise ``DISTKV_CONFIG`` or the first
+    existing file of :data:`SEARCH_PATHS` is read. ``extra`` (a partial config from
+    Python callers) and then ``overrides`` are applied last.
+    """
+    cfg = copy.deepcopy(DEFAULTS)
+    files = list(files or ())
+    if not files:
+        env = os.environ.get("DISTKV_CONFIG")
+        if env:
+            files = [env]
+        else:
+            for p in SEARCH_PATHS:
+                if FsPath(os.path.expanduser(p)).is_file():
+                    files = [p]
+                    break
+    for f in files:
+        cfg = merge(cfg, read_file(f))
+    if extra:
+        cfg = merge(cfg, extra)
+    for item in overrides:
+        parts, value = parse_override(item)
+        set_dotted(cfg, parts, value)
+    return cfg

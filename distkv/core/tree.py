@@ -1,0 +1,194 @@
+"""The entry tree: every node holds all of it in memory.
+
+Memory matters (a Raspberry Pi holds the whole tree), so an :class:`Entry` has no
+``__dict__``, keeps its chain head in two slots instead of a tuple, and gets a children
+dict only once it has children. Paths are not stored in entries; walks compute them.
+
+Pure code: no I/O, no clock. The tock of a write is passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from . import chain as chains
+from .path import sort_key
+from .types import NotGiven
+
+EMPTY: tuple = ()
+
+
+class Entry:
+    """One node of the tree.
+
+    ``value`` is :data:`NotGiven` for an intermediate entry or a tombstone; a tombstone
+    has a chain (``node`` set), an entry that was never written has ``node is None``.
+    ``node``/``tick`` are the chain head, ``prev`` the older links.
+    """
+
+    __slots__ = ("value", "tock", "node", "tick", "prev", "children")
+
+    def __init__(self):
+        self.value: Any = NotGiven
+        self.tock: int = 0
+        self.node: str | None = None
+        self.tick: int = 0
+        self.prev: chains.Chain = EMPTY
+        self.children: dict | None = None
+
+    @property
+    def chain(self) -> chains.Chain:
+        if self.node is None:
+            return EMPTY
+        return ((self.node, self.tick), *self.prev)
+
+    @property
+    def has_value(self) -> bool:
+        return self.value is not NotGiven
+
+    @property
+    def is_tombstone(self) -> bool:
+        return self.value is NotGiven and self.node is not None
+
+    def chain_list(self, n: int) -> list:
+        """The first ``n`` links as lists (the wire form)."""
+        if self.node is None or n <= 0:
+            return []
+        out = [[self.node, self.tick]]
+        for lk in self.prev[: n - 1]:
+            out.append(list(lk))
+        return out
+
+    def write(self, value: Any, node: str, tick: int, tock: int) -> None:
+        """Record a local write (or delete, with ``value=NotGiven``) by ``node``."""
+        if self.node is not None:
+            if self.node == node:
+                prev = self.prev
+            else:
+                prev = ((self.node, self.tick), *self.prev)
+            if prev and any(lk[0] == node for lk in prev):
+                prev = tuple(lk for lk in prev if lk[0] != node)
+            self.prev = prev
+        self.value = value
+        self.node = node
+        self.tick = tick
+        self.tock = tock
+
+    def merge(self, value: Any, chain: chains.Chain, tock: int) -> int:
+        """Apply a replicated write; returns one of the ``MERGE_*`` codes.
+
+        Order-independent and idempotent: the value with the highest ``(tock, node)``
+        wins, the chain becomes the pointwise maximum (see :mod:`.chain`).
+        """
+        head = chain[0]
+        if self.node is None:
+            self.value, self.tock = value, tock
+            self.node, self.tick = head
+            self.prev = tuple(chain[1:])
+            return MERGE_NEW
+        mine = self.chain
+        if head == (self.node, self.tick):
+            return MERGE_SAME
+        they_cover = chains.covers(chain, (self.node, self.tick))
+        we_cover = chains.covers(mine, head)
+        if (tock, head[0]) > (self.tock, self.node):
+            new = chains.merge(head, chain, mine)
+            self.value, self.tock = value, tock
+            result = MERGE_TAKEN if they_cover else MERGE_CONFLICT_TAKEN
+        else:
+            new = chains.merge((self.node, self.tick), mine, chain)
+            result = MERGE_KEPT if we_cover else MERGE_CONFLICT_KEPT
+        self.node, self.tick = new[0]
+        self.prev = new[1:]
+        return result
+
+
+MERGE_NEW = 0  # the entry had no history: taken
+MERGE_SAME = 1  # exactly this write is already here
+MERGE_TAKEN = 2  # a newer write that knew ours: taken
+MERGE_KEPT = 3  # an older write we already include: ignored (chain merged)
+MERGE_CONFLICT_TAKEN = 4  # concurrent writes, the incoming one won
+MERGE_CONFLICT_KEPT = 5  # concurrent writes, ours won
+
+
+class Tree:
+    """The whole tree, addressed by paths (tuples of elements)."""
+
+    __slots__ = ("root",)
+
+    def __init__(self):
+        self.root = Entry()
+
+    def lookup(self, path: tuple) -> Entry | None:
+        e = self.root
+        for k in path:
+            ch = e.children
+            if ch is None:
+                return None
+            e = ch.get(k)
+            if e is None:
+                return None
+        return e
+
+    def ensure(self, path: tuple) -> Entry:
+        e = self.root
+        for k in path:
+            ch = e.children
+            if ch is None:
+                ch = e.children = {}
+                n = None
+            else:
+                n = ch.get(k)
+            if n is None:
+                n = ch[k] = Entry()
+            e = n
+        return e
+
+    def walk(
+        self, path: tuple = (), min_depth: int = 0, max_depth: int = -1, *, sort: bool = True
+    ) -> Iterator[tuple[tuple, Entry]]:
+        """Yield ``(relative_path, entry)`` depth-first below ``path`` (inclusive).
+
+        Children are visited in a stable, type-aware order when ``sort`` is true.
+        """
+        start = self.lookup(path)
+        if start is None:
+            return
+        stack: list[tuple[tuple, Entry, int]] = [((), start, 0)]
+        while stack:
+            rel, e, depth = stack.pop()
+            if depth >= min_depth:
+                yield rel, e
+            ch = e.children
+            if ch and (max_depth < 0 or depth < max_depth):
+                keys = sorted(ch, key=sort_key, reverse=True) if sort else list(ch)
+                for k in keys:
+                    stack.append(((*rel, k), ch[k], depth + 1))
+
+    def prune(self, path: tuple) -> None:
+        """Drop empty intermediate entries on ``path`` (no value, no chain, no children)."""
+        trail = []
+        e = self.root
+        for k in path:
+            if not e.children or k not in e.children:
+                return
+            trail.append((e, k))
+            e = e.children[k]
+        for parent, k in reversed(trail):
+            child = parent.children[k]
+            if child.children or child.node is not None:
+                return
+            del parent.children[k]
+            if not parent.children:
+                parent.children = None
+
+    def count(self) -> int:
+        n = 0
+        stack = [self.root]
+        while stack:
+            e = stack.pop()
+            n += 1
+            if e.children:
+                stack.extend(e.children.values())
+        return n

@@ -1,0 +1,229 @@
+"""The command table: one function per client action.
+
+Plain functions handle a request synchronously and return the reply map (no awaits,
+so the batch loop in :mod:`.session` stays fast); ``async`` ones are streams and send
+their items through the session. ``docs/protocol.md`` describes each action.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..core.path import Path, sort_key
+from ..core.types import NotGiven
+from ..exceptions import ClientChainError, ClientError
+from .watch import Watcher
+
+if TYPE_CHECKING:
+    from .server import Server
+    from .session import Session
+
+COMMANDS: dict[str, tuple[Any, bool]] = {}
+
+
+def command(name: str, streaming: bool = False):
+    def deco(fn):
+        COMMANDS[name] = (fn, streaming)
+        return fn
+
+    return deco
+
+
+def get_path(msg: dict, key: str = "path") -> Path:
+    p = msg.get(key, ())
+    if type(p) is Path:
+        return p
+    if isinstance(p, list | tuple):
+        return Path.build(p)
+    raise ClientError(f"{key} must be a path, not {type(p).__name__}")
+
+
+def _int(msg: dict, key: str, default: int) -> int:
+    v = msg.get(key, default)
+    if type(v) is not int:
+        if v is None:
+            return default
+        raise ClientError(f"{key} must be an integer")
+    return v
+
+
+def check_chain(e, chain: Any, path: Path) -> None:
+    """Optimistic concurrency: the caller's chain must name the current write.
+
+    ``None`` (or an empty chain) means "the entry must not have a value".
+    """
+    has_value = e is not None and e.value is not NotGiven
+    if not chain:
+        if has_value:
+            raise ClientChainError(f"{path} exists already (chain=None asks for a new entry)")
+        return
+    if not has_value:
+        raise ClientChainError(f"{path} has no value, but a chain was given")
+    try:
+        node, tick = chain[0]
+    except (TypeError, ValueError):
+        raise ClientError("chain must be a list of [node, tick] links") from None
+    if e.node != node or e.tick != tick:
+        raise ClientChainError(f"{path} was changed by somebody else (stale chain)")
+
+
+@command("ping")
+def cmd_ping(server: Server, session: Session, msg: dict) -> dict:
+    return {"node": server.name, "tock": server.replica.tock}
+
+
+@command("get_value")
+def cmd_get_value(server: Server, session: Session, msg: dict) -> dict:
+    path = get_path(msg)
+    server.check_acl(session, path, "r")
+    e = server.replica.tree.lookup(path)
+    res: dict[str, Any] = {}
+    if e is None:
+        return res
+    if e.value is not NotGiven:
+        res["value"] = e.value
+    res["tock"] = e.tock
+    nchain = msg.get("nchain", 0)
+    if nchain:
+        res["chain"] = e.chain_list(nchain)
+    return res
+
+
+@command("set_value")
+def cmd_set_value(server: Server, session: Session, msg: dict) -> dict:
+    path = get_path(msg)
+    if "value" not in msg:
+        raise ClientError("set_value needs a value (use delete_value to delete)")
+    value = msg["value"]
+    tree = server.replica.tree
+    e = tree.lookup(path)
+    if "chain" in msg:
+        check_chain(e, msg["chain"], path)
+    if session.acl is not None:
+        server.check_acl(session, path, "w" if e is not None and e.value is not NotGiven else "c")
+    server.check_type(session, path, value)
+    e = server.write(path, value)
+    return {"tock": e.tock, "chain": [[e.node, e.tick]]}
+
+
+@command("delete_value")
+def cmd_delete_value(server: Server, session: Session, msg: dict) -> dict:
+    path = get_path(msg)
+    e = server.replica.tree.lookup(path)
+    if "chain" in msg:
+        check_chain(e, msg["chain"], path)
+    server.check_acl(session, path, "d")
+    if e is None or e.value is NotGiven:
+        return {"changed": False}
+    e = server.write(path, NotGiven)
+    return {"changed": True, "tock": e.tock}
+
+
+@command("delete_tree")
+def cmd_delete_tree(server: Server, session: Session, msg: dict) -> dict:
+    path = get_path(msg)
+    paths = [
+        path + rel
+        for rel, e in server.replica.tree.walk(path, sort=False)
+        if e.value is not NotGiven
+    ]
+    for p in paths:
+        server.check_acl(session, p, "d")
+    for p in paths:
+        server.write(p, NotGiven)
+    return {"count": len(paths)}
+
+
+@command("list")
+def cmd_list(server: Server, session: Session, msg: dict) -> dict:
+    path = get_path(msg)
+    server.check_acl(session, path, "r")
+    e = server.replica.tree.lookup(path)
+    out = []
+    if e is not None and e.children:
+        for k in sorted(e.children, key=sort_key):
+            c = e.children[k]
+            if c.value is not NotGiven or c.children:
+                out.append(k)
+    return {"children": out}
+
+
+def _entry_msg(seq: int, rel: tuple, e, nchain: int) -> dict:
+    m: dict[str, Any] = {"seq": seq, "path": Path._from_tuple(rel), "tock": e.tock}
+    if e.value is not NotGiven:
+        m["value"] = e.value
+    if nchain:
+        m["chain"] = e.chain_list(nchain)
+    return m
+
+
+@command("get_tree", streaming=True)
+async def cmd_get_tree(server: Server, session: Session, msg: dict) -> None:
+    """Stream every entry with a value below ``path``.
+
+    Sent in chunks with backpressure, so a large tree neither blocks the server nor
+    piles up in memory for a slow reader.
+    """
+    path = get_path(msg)
+    seq = msg["seq"]
+    nchain = _int(msg, "nchain", 0)
+    min_depth = _int(msg, "min_depth", 0)
+    max_depth = _int(msg, "max_depth", -1)
+    acl = session.acl
+    n = 0
+    for rel, e in server.replica.tree.walk(path, min_depth, max_depth):
+        if e.value is NotGiven:
+            continue
+        if acl is not None and not server.acl_allows(session, path + rel, "r"):
+            continue
+        session.send(_entry_msg(seq, rel, e, nchain))
+        n += 1
+        if n % 500 == 0:
+            session.wakeup.set()
+            await session.wait_writable()
+            await trio.lowlevel.checkpoint()
+
+
+@command("watch", streaming=True)
+async def cmd_watch(server: Server, session: Session, msg: dict) -> None:
+    """Send changes below ``path`` until stopped; with ``fetch`` first the current state.
+
+    The initial dump is taken in one synchronous pass right after registering, so no
+    change can slip in between: the client sees the dump, ``uptodate``, then only
+    changes newer than the dump.
+    """
+    path = get_path(msg)
+    seq = msg["seq"]
+    server.check_acl(session, path, "r")
+    nchain = _int(msg, "nchain", 0)
+    min_depth = _int(msg, "min_depth", 0)
+    max_depth = _int(msg, "max_depth", -1)
+    w = Watcher(session, seq, path, min_depth, max_depth, nchain)
+    session.watchers[seq] = w
+    server.watches.add(w)
+    if msg.get("fetch"):
+        acl = session.acl
+        for rel, e in server.replica.tree.walk(path, min_depth, max_depth):
+            if e.value is NotGiven:
+                continue
+            if acl is not None and not server.acl_allows(session, path + rel, "r"):
+                continue
+            session.send(_entry_msg(seq, rel, e, nchain))
+        session.send({"seq": seq, "state": "uptodate"})
+    session.wakeup.set()
+    await trio.sleep_forever()
+
+
+@command("stop")
+def cmd_stop(server: Server, session: Session, msg: dict) -> dict:
+    task = msg.get("task")
+    if type(task) is not int:
+        raise ClientError("stop needs the seq of a running stream as 'task'")
+    return {"stopped": session.stop_stream(task)}
+
+
+@command("get_state")
+def cmd_get_state(server: Server, session: Session, msg: dict) -> dict:
+    return server.state()

@@ -1,0 +1,82 @@
+"""Watch fan-out: which sessions hear about a change.
+
+Watchers are registered by their path prefix; a change at ``p`` looks up the
+``len(p) + 1`` prefixes of ``p``. With no watchers at all the cost is one check.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..core.path import Path
+from ..core.types import NotGiven
+
+if TYPE_CHECKING:
+    from ..core.tree import Entry
+    from .session import Session
+
+
+class Watcher:
+    __slots__ = ("session", "seq", "prefix", "min_depth", "max_depth", "nchain", "active")
+
+    def __init__(
+        self, session: Session, seq: int, prefix: tuple, min_depth: int, max_depth: int, nchain: int
+    ):
+        self.session = session
+        self.seq = seq
+        self.prefix = prefix
+        self.min_depth = min_depth
+        self.max_depth = max_depth
+        self.nchain = nchain
+        self.active = True
+
+    def event(self, rel: tuple, e: Entry, conflict: bool = False) -> dict[str, Any] | None:
+        depth = len(rel)
+        if depth < self.min_depth or (self.max_depth >= 0 and depth > self.max_depth):
+            return None
+        msg: dict[str, Any] = {"seq": self.seq, "path": Path._from_tuple(rel), "tock": e.tock}
+        if e.value is not NotGiven:
+            msg["value"] = e.value
+        if self.nchain:
+            msg["chain"] = e.chain_list(self.nchain)
+        if conflict:
+            msg["conflict"] = True
+        return msg
+
+
+class WatchRegistry:
+    __slots__ = ("by_prefix",)
+
+    def __init__(self):
+        self.by_prefix: dict[tuple, list[Watcher]] = {}
+
+    def add(self, w: Watcher) -> None:
+        self.by_prefix.setdefault(tuple(w.prefix), []).append(w)
+
+    def remove(self, w: Watcher) -> None:
+        w.active = False
+        key = tuple(w.prefix)
+        lst = self.by_prefix.get(key)
+        if lst is None:
+            return
+        try:
+            lst.remove(w)
+        except ValueError:
+            return
+        if not lst:
+            del self.by_prefix[key]
+
+    def notify(self, path: tuple, e: Entry, conflict: bool = False) -> None:
+        """Queue an event for every watcher whose prefix contains ``path``."""
+        by_prefix = self.by_prefix
+        if not by_prefix:
+            return
+        path = tuple(path)
+        for i in range(len(path) + 1):
+            ws = by_prefix.get(path[:i])
+            if ws:
+                rel = path[i:]
+                for w in ws:
+                    msg = w.event(rel, e, conflict)
+                    if msg is not None:
+                        w.session.send_stream(w, msg)

@@ -1,0 +1,6 @@
+"""Tutorial-compatible names: ``from distkv.util import P, Path, NotGiven``."""
+
+from .core.path import P, Path
+from .core.types import NotGiven, attrdict
+
+__all__ = ["P", "Path", "NotGiven", "attrdict"]

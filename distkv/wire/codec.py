@@ -1,0 +1,64 @@
+"""msgpack encoding shared by client, server, bus and storage.
+
+Paths travel as ext type 2 (a msgpack array of their elements) so they stay paths,
+not lists, across the wire. Tuples inside path elements come back as tuples; tuples
+inside values come back as lists (msgpack has one array type).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from ..core.path import Path
+
+EXT_PATH = 2
+
+# The largest message a peer may send; larger ones are a protocol error.
+MAX_MESSAGE = 4 * 1024 * 1024
+
+
+_path_packer = msgpack.Packer(strict_types=False, use_bin_type=True)
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return msgpack.ExtType(EXT_PATH, _path_packer.pack(list(obj)))
+    if isinstance(obj, tuple):
+        return list(obj)
+    if isinstance(obj, set | frozenset):
+        return list(obj)
+    raise TypeError(f"cannot encode a value of type {type(obj).__name__}")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == EXT_PATH:
+        return Path.build(msgpack.unpackb(data, use_list=False, raw=False))
+    return msgpack.ExtType(code, data)
+
+
+def packer() -> msgpack.Packer:
+    """A packer for one writer (packers are not shareable between tasks mid-pack)."""
+    return msgpack.Packer(default=_default, strict_types=True, use_bin_type=True)
+
+
+def unpacker(max_size: int = MAX_MESSAGE) -> msgpack.Unpacker:
+    """A streaming unpacker: feed bytes, iterate messages."""
+    return msgpack.Unpacker(
+        ext_hook=_ext_hook,
+        raw=False,
+        strict_map_key=False,
+        max_buffer_size=max_size,
+    )
+
+
+_packer = packer()
+
+
+def packb(obj: Any) -> bytes:
+    return _packer.pack(obj)
+
+
+def unpackb(data: bytes) -> Any:
+    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Run the whole DistKV test suite. Installs what the tests need first:
+#   - Debian packages mosquitto (replication / MQTT tests) and owserver (1-wire tests),
+#   - a virtualenv in .venv with DistKV and its test dependencies (PEP 668 safe).
+# Extra arguments go to pytest, e.g. ./test.sh -x tests/core
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need=()
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
+command -v owserver >/dev/null 2>&1 || need+=(owserver ow-shell)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing Debian packages: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" </dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
+  "$PY" -m venv .venv
+fi
+echo "== installing DistKV and test dependencies into .venv"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+echo "== ruff"
+.venv/bin/ruff check .
+echo "== pytest"
+exec .venv/bin/python -m pytest "$@"
