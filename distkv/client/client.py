@@ -85,34 +85,37 @@ class StreamCall:
             self.done = True
             await self.client._stop_stream(self.seq)
 
-    def __aiter__(self) -> AsyncIterator[attrdict]:
-        return self._iter()
+    def __aiter__(self) -> StreamCall:
+        return self
 
-    async def _iter(self):
+    async def __anext__(self) -> attrdict:
+        # A plain __anext__ instead of an async generator: abandoning the loop early
+        # must not leave a half-run generator for the garbage collector.
         await self._start()
-        recv = self.recv
-        while not self.done:
+        while True:
+            if self.done:
+                raise StopAsyncIteration
             try:
-                msg = await recv.receive()
-            except trio.EndOfChannel:
+                msg = await self.recv.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
                 self.done = True
                 raise ServerClosedError("connection closed during a stream") from None
-            state = msg.get("state")
             if "error" in msg:
-                self.done = True
-                self.client._streams.pop(self.seq, None)
+                self._finish()
                 raise error_from_wire(msg)
-            if state is not None:
-                if state == "end":
-                    self.done = True
-                    self.client._streams.pop(self.seq, None)
-                    return
-                if state == "start":
-                    continue
-                yield attrdict(state=state)
-                continue
-            del msg["seq"]
-            yield attrdict(msg)
+            state = msg.get("state")
+            if state is None:
+                del msg["seq"]
+                return attrdict(msg)
+            if state == "end":
+                self._finish()
+                raise StopAsyncIteration
+            if state != "start":
+                return attrdict(state=state)
+
+    def _finish(self) -> None:
+        self.done = True
+        self.client._streams.pop(self.seq, None)
 
 
 class Client:
@@ -140,6 +143,9 @@ class Client:
 
     async def _connect(self, nursery: trio.Nursery) -> None:
         c = self.cfg["connect"]
+        if self._stream is not None:  # handed in (tests, in-memory transports)
+            await self._start_reader(nursery, c)
+            return
         host, port = c.get("host") or "127.0.0.1", int(c.get("port") or _config.DEFAULT_PORT)
         try:
             with trio.fail_after(float(c.get("init_timeout") or 5)):
@@ -159,6 +165,9 @@ class Client:
                 ctx.verify_mode = _ssl.CERT_NONE
             stream = trio.SSLStream(stream, ctx, server_hostname=host)
         self._stream = stream
+        await self._start_reader(nursery, c)
+
+    async def _start_reader(self, nursery: trio.Nursery, c: Mapping) -> None:
         greeting = trio.Event()
         nursery.start_soon(self._reader, greeting)
         with trio.fail_after(float(c.get("init_timeout") or 5)):
@@ -383,7 +392,9 @@ class Client:
 
 
 @asynccontextmanager
-async def open_client(cfg: Mapping | None = None, **kw: Any) -> AsyncIterator[Client]:
+async def open_client(
+    cfg: Mapping | None = None, *, _stream: trio.abc.Stream | None = None, **kw: Any
+) -> AsyncIterator[Client]:
     """Connect to a DistKV server.
 
     With no arguments this uses the same configuration as the CLI (config files,
@@ -396,6 +407,7 @@ async def open_client(cfg: Mapping | None = None, **kw: Any) -> AsyncIterator[Cl
     elif kw:
         cfg = _config.merge(dict(cfg), kw)
     client = Client(dict(cfg))
+    client._stream = _stream
     with unwrap_group():
         async with trio.open_nursery() as nursery:
             try:

@@ -52,7 +52,10 @@ ACL sees the same entries the tree sees (``1``, ``1.0`` and ``True`` are the sam
 in both).
 
 **Storage**: rule ``pattern`` of ACL ``name`` is the tree entry ``(None, "acl", name,
-*pattern)`` whose value is the mode string. A user record (``(None, "auth", method,
+*pattern)`` whose value is the mode string. A path may hold ``None`` only first, so a
+system-tree pattern's leading ``None`` is stored as the element ``(None,)`` (and a
+pattern may not start with a literal ``(None,)``); :func:`acl_path` and the readers
+handle this. A user record (``(None, "auth", method,
 "user", name)``, a mapping) binds ACLs with its ``"acl"`` item (a name or a list of
 names) and group memberships with ``"groups"`` (a list of names); a group record at
 ``(None, "auth", "_group", name)`` binds its ACL with ``"acl"``. :class:`AclTable`
@@ -137,9 +140,24 @@ GROUP_ROOT = Path(None, "auth", "_group")
 """Group records: ``GROUP_ROOT + (name,)`` = ``{"acl": acl_name}``."""
 
 
+_SYS = (None,)
+"""Stand-in for a pattern's leading ``None`` inside a stored path."""
+
+
 def acl_path(name: str, pattern: Iterable[Any] = ()) -> Path:
-    """Where rule ``pattern`` of ACL ``name`` is stored."""
-    return Path._from_tuple((None, "acl", name, *_check_pattern(pattern)))
+    """Where rule ``pattern`` of ACL ``name`` is stored (see "Storage" above)."""
+    pattern = _check_pattern(pattern)
+    if pattern and pattern[0] is None:
+        pattern = (_SYS, *pattern[1:])
+    return Path(None, "acl", name, *pattern)
+
+
+def _decode_pattern(rel: Iterable[Any]) -> tuple:
+    """The pattern of a stored rule, from its path relative to ``ACL_ROOT + (name,)``."""
+    rel = tuple(rel)
+    if rel and rel[0] == _SYS and type(rel[0]) is tuple:
+        return (None, *rel[1:])
+    return rel
 
 
 def user_path(method: str, name: str) -> Path:
@@ -173,6 +191,8 @@ def _check_pattern(pattern: Iterable[Any]) -> tuple:
     for i, e in enumerate(pattern):
         if e == "#" and type(e) is str and i != len(pattern) - 1:
             raise ClientError(f"'#' may only end an ACL pattern: {_fmt(pattern)}")
+    if pattern and type(pattern[0]) is tuple and pattern[0] == (None,):
+        raise ClientError("an ACL pattern may not start with (None,); use None for the system tree")
     return pattern
 
 
@@ -243,9 +263,7 @@ class ACL:
 
     __slots__ = ("name", "_rules", "_root", "_start")
 
-    def __init__(
-        self, name: str, rules: Mapping[Any, str] | Iterable[tuple[Any, str]] = ()
-    ):
+    def __init__(self, name: str, rules: Mapping[Any, str] | Iterable[tuple[Any, str]] = ()):
         self.name = name
         items = rules.items() if isinstance(rules, Mapping) else rules
         compiled: dict[tuple, Rule] = {}
@@ -388,14 +406,16 @@ class ACL:
         pattern. Entries without a value (``NotGiven``: intermediate entries,
         tombstones) are skipped.
         """
-        return cls(name, [(tuple(p), v) for p, v in items if v is not NotGiven])
+        return cls(name, [(_decode_pattern(p), v) for p, v in items if v is not NotGiven])
 
     def to_dict(self) -> dict:
         """A msgpack-able form: ``{"name": ..., "rules": [[pattern-list, mode], ...]}``."""
         return {
             "name": self.name,
-            "rules": [[list(p), r.mode] for p, r in sorted(
-                self._rules.items(), key=lambda pr: pr[1].prio, reverse=True)],
+            "rules": [
+                [list(p), r.mode]
+                for p, r in sorted(self._rules.items(), key=lambda pr: pr[1].prio, reverse=True)
+            ],
         }
 
     @classmethod
@@ -408,12 +428,13 @@ class ACL:
 
 
 class _Missing:
-    """Stands for an ACL that is bound but does not exist: it grants nothing."""
+    """Stands for a binding that leads to no ACL: it grants nothing, but restricts."""
 
-    __slots__ = ("name",)
+    __slots__ = ("name", "reason")
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, reason: str):
         self.name = name
+        self.reason = reason
 
 
 class Grants:
@@ -542,7 +563,9 @@ class Grants:
         if self._table is not None and self._gen != self._table.generation:
             self._refresh()
         acls = tuple(a for a in self._acls if isinstance(a, ACL))
-        return Cursor(self, acls, tuple(a._start for a in acls), 0, _ALL if self._unrestricted else None)
+        return Cursor(
+            self, acls, tuple(a._start for a in acls), 0, _ALL if self._unrestricted else None
+        )
 
     # -- messages --
 
@@ -572,7 +595,7 @@ class Grants:
         out = []
         for a in self._acls:
             if isinstance(a, _Missing):
-                out.append(f"ACL {a.name} does not exist")
+                out.append(a.reason)
                 continue
             r = a.rule_for(path)
             if r is None:
@@ -697,29 +720,29 @@ class AclTable:
             return True
         return False
 
-    def _apply_rule(self, name: Any, pattern: tuple, value: Any) -> bool:
+    def _apply_rule(self, name: Any, rel: tuple, value: Any) -> bool:
+        """A rule entry changed. Bad data is logged and fails closed, never raises."""
         if not isinstance(name, str):
             return False
-        rules = self._rules.setdefault(name, {})
+        pattern = _decode_pattern(rel)
         if value is NotGiven:
-            if rules.pop(pattern, None) is None:
+            rules = self._rules.get(name)
+            if rules is None or rules.pop(pattern, None) is None:
                 return False
             if not rules:
                 del self._rules[name]
         else:
-            if isinstance(value, str):
-                try:
-                    mode_mask(value)
-                    _check_pattern(pattern)
-                except ClientError as exc:
-                    logger.warning("ACL %s: bad rule at %s (%s): grants nothing", name, _fmt(pattern), exc)
-                    value = "" if "#" not in pattern[:-1] else None
-            else:
-                logger.warning("ACL %s: rule at %s is not a mode string: grants nothing", name, _fmt(pattern))
-                value = ""
-            if value is None:  # an unusable pattern: cannot be compiled at all
+            try:
+                _check_pattern(pattern)
+            except ClientError as exc:
+                logger.warning("ACL %s: ignoring rule with a bad pattern: %s", name, exc)
                 return False
-            rules[pattern] = value
+            try:
+                mode_mask(value)
+            except ClientError as exc:
+                logger.warning("ACL %s: rule %s grants nothing: %s", name, _fmt(pattern), exc)
+                value = ""
+            self._rules.setdefault(name, {})[pattern] = value
         self._compiled.pop(name, None)
         self.generation += 1
         return True
@@ -747,21 +770,23 @@ class AclTable:
         if user is None or method is None:
             return ()
         own, groups = self._users.get((method, user), ((), ()))
-        names: list[str] = list(own)
+        out: list[ACL | _Missing] = []
+        seen: set[str] = set()
+
+        def add(n: str) -> None:
+            if n not in seen:
+                seen.add(n)
+                a = self.acl(n)
+                out.append(a if a is not None else _Missing(n, f"ACL {n} does not exist"))
+
+        for n in own:
+            add(n)
         for g in groups:
             bound = self._groups.get(g)
             if not bound:
-                names.append(f"{g} (group without ACL)")
-                continue
-            names.extend(bound)
-        out: list[ACL | _Missing] = []
-        seen = set()
-        for n in names:
-            if n in seen:
-                continue
-            seen.add(n)
-            a = self.acl(n)
-            out.append(a if a is not None else _Missing(n))
+                out.append(_Missing(g, f"group {g} has no ACL"))
+            for n in bound or ():
+                add(n)
         return tuple(out)
 
     def grants(self, method: str | None, user: str | None) -> Grants:

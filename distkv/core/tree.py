@@ -89,6 +89,12 @@ class Entry:
             return MERGE_NEW
         mine = self.chain
         if head == (self.node, self.tick):
+            # Same write, but a repair answer or dump carries the sender's *merged*
+            # chain, which may hold links we lack: still take the pointwise maximum.
+            for lk in chain[1:]:
+                if not chains.covers(mine, lk):
+                    self.prev = chains.merge(head, mine, chain)[1:]
+                    break
             return MERGE_SAME
         they_cover = chains.covers(chain, (self.node, self.tick))
         we_cover = chains.covers(mine, head)

@@ -144,10 +144,21 @@ def cmd_list(server: Server, session: Session, msg: dict) -> dict:
     out = []
     if e is not None and e.children:
         for k in sorted(e.children, key=sort_key):
-            c = e.children[k]
-            if c.value is not NotGiven or c.children:
+            if _has_data(e.children[k]):
                 out.append(k)
     return {"children": out}
+
+
+def _has_data(e) -> bool:
+    """Whether ``e`` or anything below it has a value (tombstones do not count)."""
+    stack = [e]
+    while stack:
+        e = stack.pop()
+        if e.value is not NotGiven:
+            return True
+        if e.children:
+            stack.extend(e.children.values())
+    return False
 
 
 def _entry_msg(seq: int, rel: tuple, e, nchain: int) -> dict:

@@ -94,7 +94,7 @@ _HEADER = struct.Struct("<4sII")
 HEADER_SIZE = _HEADER.size
 # A frame's payload is at most this long; a larger length field means damage. Values are
 # at most codec.MAX_MESSAGE (4 MiB), so one record always fits.
-MAX_FRAME = 64 * 1024 * 1024
+MAX_FRAME = 16 * 1024 * 1024
 # Batches longer than this are cut into several frames (snapshots, big write batches).
 FRAME_TARGET = 256 * 1024
 
@@ -176,9 +176,13 @@ def encode_node(node: str, tick: int, tock: int) -> bytes:
     return _enc.meta("node", node=node, tick=tick, tock=tock)
 
 
-def encode_header(file: str, node: str | None = None, tick: int = 0, tock: int = 0, **extra: Any) -> bytes:
+def encode_header(
+    file: str, node: str | None = None, tick: int = 0, tock: int = 0, **extra: Any
+) -> bytes:
     """The first record of every file: format version plus node bookkeeping."""
-    return _enc.meta("header", file=file, version=FORMAT_VERSION, node=node, tick=tick, tock=tock, **extra)
+    return _enc.meta(
+        "header", file=file, version=FORMAT_VERSION, node=node, tick=tick, tock=tock, **extra
+    )
 
 
 def encode_end(count: int) -> bytes:
@@ -426,8 +430,8 @@ class Replayer:
     def payload(self, payload: bytes) -> int:
         """Apply every record of one frame; returns how many were applied.
 
-        A frame whose CRC is good but whose contents do not decode (a bug, or a newer
-        format) is skipped from that point and counted in :attr:`bad_records`.
+        A CRC-valid but malformed record is skipped; undecodable bytes skip the rest of
+        the frame. Both are counted in :attr:`bad_records`.
         """
         unp = self._unp
         unp.feed(payload)
@@ -437,30 +441,39 @@ class Replayer:
         try:
             for rec in unp:
                 n += 1
-                if type(rec) is list and len(rec) in (3, 4):
-                    if len(rec) == 4:
-                        path, value, chain, tock = rec
+                try:
+                    if type(rec) is list and len(rec) in (3, 4):
+                        if len(rec) == 4:
+                            path, value, chain, tock = rec
+                        else:
+                            path, chain, tock = rec
+                            value = NotGiven
+                        node, tick = chain[0]
+                        if (
+                            type(path) is not Path
+                            or type(node) is not str
+                            or type(tick) is not int
+                            or type(tock) is not int
+                        ):
+                            raise TypeError("malformed change record")
+                        prev = tuple((lk[0], lk[1]) for lk in chain[1:]) if len(chain) > 1 else ()
+                        e = ensure(path)
+                        e.value = value
+                        e.tock = tock
+                        e.node = node
+                        e.tick = tick
+                        e.prev = prev
+                        if tick > ticks.get(node, 0):
+                            ticks[node] = tick
+                        if tock > self.tock:
+                            self.tock = tock
                     else:
-                        path, chain, tock = rec
-                        value = NotGiven
-                    node, tick = chain[0]
-                    if type(path) is not Path or type(tick) is not int or type(tock) is not int:
-                        self.bad_records += 1
-                        continue
-                    e = ensure(path)
-                    e.value = value
-                    e.tock = tock
-                    e.node = node
-                    e.tick = tick
-                    e.prev = tuple((lk[0], lk[1]) for lk in chain[1:]) if len(chain) > 1 else ()
-                    if tick > ticks.get(node, 0):
-                        ticks[node] = tick
-                    if tock > self.tock:
-                        self.tock = tock
-                else:
-                    self._other(rec)
+                        self._other(rec)
+                except Exception:
+                    # a CRC-valid but malformed record (a bug, or a newer format)
+                    self.bad_records += 1
         except Exception:
-            # msgpack errors, a bad ext (invalid path), malformed links: skip the rest
+            # undecodable msgpack or an invalid path ext: the rest of the frame is lost
             self.bad_records += 1
             self._unp = _unpacker()
         self.records += n

@@ -1,0 +1,515 @@
+"""The MQTT bus: DistKV replication over a real broker (mosquitto), via paho-mqtt.
+
+This is the only module that imports paho. Semantics (topics, QoS, will, back-pressure)
+are described in :mod:`distkv.bus.base`; this module is the mechanics:
+
+* **paho without its thread.** paho 2.x (``CallbackAPIVersion.VERSION2``, MQTT v5) is
+  driven from trio: a reader task waits for ``wait_readable(sock)`` and calls
+  ``loop_read()``; a writer task sleeps until paho's "register write" callback says
+  there is output, then waits for ``wait_writable`` and calls ``loop_write()``; a third
+  task calls ``loop_misc()`` once a second (keepalive). Callbacks therefore run on the
+  trio thread, inside ``loop_read``/``loop_write``, and only do non-blocking work
+  (``send_nowait`` into subscription channels, setting events).
+* **Connecting** does DNS and a blocking TCP connect inside paho (``reconnect()``), so it
+  runs in a worker thread; no trio task touches the client meanwhile (publications go to
+  the bus's own offline queue while the link is down). Before a socket is closed, paho's
+  ``on_socket_close`` hook calls ``trio.lowlevel.notify_closing`` so no task is left
+  waiting on a dead file descriptor.
+* **Reconnect** forever with exponential backoff (0.1 s doubling to 5 s by default,
+  reset after a successful CONNACK). After each CONNACK: resubscribe everything (MQTT v5
+  subscription identifiers map deliveries to subscriptions), wait for the SUBACKs,
+  republish presence, flush the offline queue, then report ``connected``. paho itself
+  re-sends QoS 1 messages that were in flight when the link broke.
+* **Logging**: the first failed attempt after being connected is a warning ("broker
+  unreachable, retrying"), further attempts are debug; reconnection is info.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as paho
+import trio
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from distkv.bus.base import (
+    DEFAULT_MAX_PENDING,
+    Bus,
+    BusError,
+    _Group,
+    _Out,
+    backoff_delays,
+)
+from distkv.exceptions import ConfigError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MqttBus", "open_mqtt_bus", "parse_mqtt_uri"]
+
+DEFAULT_PORT = 1883
+# Packets handled per wake-up of the reader before it yields to other tasks.
+_READ_BURST = 256
+
+
+def parse_mqtt_uri(uri: str) -> tuple[str, int, str | None, str | None]:
+    """``mqtt://[user[:password]@]host[:port]`` -> (host, port, user, password)."""
+    parts = urlsplit(uri)
+    if parts.scheme != "mqtt":
+        raise ConfigError(f"MQTT URI must start with mqtt:// : {uri!r}")
+    if not parts.hostname:
+        raise ConfigError(f"MQTT URI has no host: {uri!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"MQTT URI must not have a path or query: {uri!r}")
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError:
+        raise ConfigError(f"MQTT URI has a bad port: {uri!r}") from None
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return parts.hostname, port, user, password
+
+
+class _SubAck:
+    __slots__ = ("event", "codes")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.codes: list[ReasonCode] | None = None  # None: the link broke first
+
+
+class MqttBus(Bus):
+    """A bus on an MQTT v5 broker. Create it with :func:`open_mqtt_bus`."""
+
+    def __init__(
+        self,
+        uri: str,
+        root: str,
+        node: str,
+        *,
+        will: bytes | None = None,
+        keepalive: int = 15,
+        min_backoff: float = 0.1,
+        max_backoff: float = 5.0,
+        connect_timeout: float = 5.0,
+        close_timeout: float = 2.0,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        client_id: str | None = None,
+    ) -> None:
+        super().__init__(root, node, will=will, max_pending=max_pending)
+        host, port, user, password = parse_mqtt_uri(uri)
+        self.host = host
+        self.port = port
+        self.keepalive = keepalive
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.connect_timeout = connect_timeout
+        self.close_timeout = close_timeout
+        self.client_id = client_id or f"distkv-{root}-{node}"
+
+        c = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        if user is not None:
+            c.username_pw_set(user, password)
+        c.connect_timeout = connect_timeout
+        if self.will is not None:
+            c.will_set(self.full_topic(self.presence_topic), self.will, qos=1, retain=True)
+        c.connect_async(host, port, keepalive=keepalive, clean_start=True)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_publish = self._on_publish
+        c.on_subscribe = self._on_subscribe
+        c.on_socket_close = self._on_socket_close
+        c.on_socket_register_write = self._on_register_write
+        self._client = c
+
+        self._inflight: dict[int, tuple[int, int]] = {}  # mid -> (qos, seq)
+        self._sub_acks: dict[int, _SubAck] = {}
+        self._trio_thread = threading.get_ident()
+        self._sock: socket.socket | None = None
+        self._lost = trio.Event()
+        self._connack = trio.Event()
+        self._connack_ok = False
+        self._connack_reason = ""
+        self._write_wanted = trio.Event()
+        self._closing = False
+        self._serve_scope: trio.CancelScope | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED):
+        """Connect, serve the connection, reconnect with backoff; until closed."""
+        self._trio_thread = threading.get_ident()
+        with trio.CancelScope() as self._serve_scope:
+            task_status.started()
+            delays = backoff_delays(self.min_backoff, self.max_backoff)
+            failures = 0
+            while not self._closing:
+                try:
+                    established = await self._connect_and_run()
+                except OSError as exc:
+                    established = False
+                    reason = f"{type(exc).__name__}: {exc}"
+                else:
+                    reason = self._connack_reason or "connection lost"
+                if self._closing:
+                    break
+                if established:
+                    delays = backoff_delays(self.min_backoff, self.max_backoff)
+                    failures = 0
+                    logger.warning(
+                        "bus %s: lost MQTT broker %s:%d (%s); reconnecting",
+                        self.node,
+                        self.host,
+                        self.port,
+                        reason,
+                    )
+                else:
+                    self.stats.connect_failures += 1
+                    failures += 1
+                    log = logger.warning if failures == 1 else logger.debug
+                    log(
+                        "bus %s: MQTT broker %s:%d unreachable (%s); retrying",
+                        self.node,
+                        self.host,
+                        self.port,
+                        reason,
+                    )
+                await trio.sleep(next(delays))
+
+    async def _connect_and_run(self) -> bool:
+        """One connection: returns True if it got as far as a successful CONNACK."""
+        client = self._client
+        self._lost = trio.Event()
+        self._connack = trio.Event()
+        self._connack_ok = False
+        self._connack_reason = ""
+        # DNS and TCP connect block: do them in a thread. Nothing else touches the
+        # client while the link is down. Not abandoned on cancel, so no socket leaks.
+        await trio.to_thread.run_sync(client.reconnect)
+        sock = client.socket()
+        assert isinstance(sock, socket.socket)
+        self._sock = sock
+        established = False
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._reader, sock)
+                nursery.start_soon(self._writer, sock)
+                nursery.start_soon(self._misc)
+                nursery.start_soon(self._cancel_when_lost, nursery.cancel_scope)
+                with trio.move_on_after(self.connect_timeout):
+                    await self._connack.wait()
+                if not self._connack_ok:
+                    if not self._connack_reason:
+                        self._connack_reason = "no CONNACK"
+                    nursery.cancel_scope.cancel()
+                    return False
+                established = True
+                logger.info(
+                    "bus %s: connected to MQTT broker %s:%d", self.node, self.host, self.port
+                )
+                try:
+                    await self._resubscribe_all()
+                except BusError as exc:
+                    logger.error("bus %s: %s", self.node, exc)
+                self._link_restored()
+                await trio.sleep_forever()
+        finally:
+            self._sock = None
+            if sock.fileno() != -1:
+                trio.lowlevel.notify_closing(sock)
+                sock.close()
+            self._after_link()
+        return established
+
+    async def _cancel_when_lost(self, scope: trio.CancelScope) -> None:
+        await self._lost.wait()
+        scope.cancel()
+
+    def _after_link(self) -> None:
+        # QoS 0 messages not yet written went down with the socket; QoS 1 messages stay
+        # in paho and are re-sent after the next CONNACK.
+        lost = [mid for mid, (qos, _) in self._inflight.items() if qos == 0]
+        for mid in lost:
+            del self._inflight[mid]
+        self.stats.dropped_offline += len(lost)
+        for ack in self._sub_acks.values():
+            ack.event.set()
+        self._sub_acks.clear()
+        self._link_lost()
+
+    async def _shutdown(self) -> None:
+        """Clean close: offline presence, wait for acknowledgements, DISCONNECT (which
+        suppresses the will). Bounded by ``close_timeout``."""
+        if self._closed:
+            return
+        self._closing = True
+        with trio.move_on_after(self.close_timeout):
+            if self._link_up:
+                if self.will is not None:
+                    self._seq += 1
+                    self._transport_send(
+                        _Out(self._seq, self.full_topic(self.presence_topic), self.will, 1, True)
+                    )
+                await self.drain()
+                self._client.disconnect()
+                await self._lost.wait()
+        self._stop()
+
+    def _stop(self) -> None:
+        self._closing = True
+        if self._serve_scope is not None:
+            self._serve_scope.cancel()
+        self._mark_closed()
+
+    def drop_connection(self) -> None:
+        """Cut the TCP connection without DISCONNECT (the broker publishes the will);
+        the bus reconnects like after a network failure."""
+        self._check_open()
+        sock = self._sock
+        if sock is not None and sock.fileno() != -1:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    async def crash(self) -> None:
+        """Die without DISCONNECT (the broker publishes the will); no reconnect."""
+        if self._closed:
+            return
+        self._closing = True
+        sock = self._sock
+        if sock is not None:
+            self.drop_connection()
+            await self._lost.wait()
+        self._stop()
+        await trio.lowlevel.checkpoint()
+
+    # -------------------------------------------------------------- network tasks
+
+    async def _reader(self, sock: socket.socket) -> None:
+        client = self._client
+        try:
+            while client.socket() is sock:
+                await trio.lowlevel.wait_readable(sock)
+                # loop_read() handles a bounded number of packets; keep going while the
+                # kernel has more, so that one wake-up handles a burst.
+                for _ in range(_READ_BURST):
+                    if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        return
+                    if client.socket() is not sock:
+                        return
+                    try:
+                        if not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                            break  # EOF: the next loop_read() reports it
+                    except BlockingIOError:
+                        break
+        except (trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            self._lost.set()
+
+    async def _writer(self, sock: socket.socket) -> None:
+        client = self._client
+        try:
+            while client.socket() is sock:
+                if not client.want_write():
+                    self._write_wanted = trio.Event()
+                    await self._write_wanted.wait()
+                    continue
+                # Try first: the socket is usually writable, and waiting for epoll to say
+                # so would cost a scheduler round per burst.
+                if client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    return
+                if client.socket() is not sock:
+                    return
+                if client.want_write():
+                    await trio.lowlevel.wait_writable(sock)
+        except (trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            self._lost.set()
+
+    async def _misc(self) -> None:
+        while True:
+            await trio.sleep(1.0)
+            self._client.loop_misc()
+
+    # ------------------------------------------------------------ paho callbacks
+
+    def _on_trio_thread(self) -> bool:
+        return threading.get_ident() == self._trio_thread
+
+    def _on_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
+        # Called from the connect thread for the CONNECT packet: the writer task checks
+        # want_write() when it starts, so that case needs no wake-up.
+        if self._on_trio_thread():
+            self._write_wanted.set()
+
+    def _on_socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
+        if self._on_trio_thread() and sock.fileno() != -1:
+            trio.lowlevel.notify_closing(sock)
+
+    def _on_connect(
+        self, client: Any, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
+    ) -> None:
+        self._connack_ok = not reason.is_failure
+        if reason.is_failure:
+            self._connack_reason = f"broker refused connection: {reason}"
+        self._connack.set()
+
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
+    ) -> None:
+        if not self._on_trio_thread():
+            return
+        # Stop handing messages to paho at once; the connection task cleans up.
+        self._link_up = False
+        if reason is not None and reason.is_failure and not self._connack_reason:
+            self._connack_reason = str(reason)
+        self._lost.set()
+
+    def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
+        sids = getattr(msg.properties, "SubscriptionIdentifier", None)
+        self._dispatch(msg.topic, msg.payload, bool(msg.retain), sids)
+
+    def _on_publish(
+        self, client: Any, userdata: Any, mid: int, reason: ReasonCode, properties: Any
+    ) -> None:
+        if self._inflight.pop(mid, None) is None:
+            return
+        if reason.is_failure:
+            self.stats.publish_errors += 1
+            logger.warning("bus %s: broker refused publication: %s", self.node, reason)
+        self._notify_progress()
+
+    def _on_subscribe(
+        self, client: Any, userdata: Any, mid: int, codes: list[ReasonCode], properties: Any
+    ) -> None:
+        ack = self._sub_acks.pop(mid, None)
+        if ack is not None:
+            ack.codes = list(codes)
+            ack.event.set()
+
+    # ---------------------------------------------------------- transport hooks
+
+    def _transport_send(self, out: _Out) -> None:
+        info = self._client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
+        # QoS 1 messages stay with paho even if the socket just broke (re-sent after the
+        # next CONNACK); a QoS 0 one that could not be queued is simply gone.
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS or out.qos > 0:
+            self._inflight[info.mid] = (out.qos, out.seq)
+        else:
+            self.stats.dropped_offline += 1
+
+    def _inflight_count(self) -> int:
+        return len(self._inflight)
+
+    def _oldest_inflight_seq(self) -> int | None:
+        # dicts keep insertion order, which is publish order
+        for _qos, seq in self._inflight.values():
+            return seq
+        return None
+
+    async def _transport_subscribe(self, groups: list[_Group]) -> None:
+        pending: list[tuple[_Group, _SubAck]] = []
+        for group in groups:
+            props = Properties(PacketTypes.SUBSCRIBE)
+            props.SubscriptionIdentifier = group.sid
+            rc, mid = self._client.subscribe(
+                self.full_topic(group.pattern),
+                options=SubscribeOptions(qos=1),
+                properties=props,
+            )
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+                return  # the link is breaking; everything is redone on reconnect
+            ack = _SubAck()
+            self._sub_acks[mid] = ack
+            pending.append((group, ack))
+        epoch = self._epoch
+        for group, ack in pending:
+            await ack.event.wait()
+            if ack.codes is None or epoch != self._epoch:
+                return  # link lost; redone on reconnect
+            bad = [c for c in ack.codes if c.is_failure]
+            if bad:
+                raise BusError(f"broker refused subscription to {group.pattern!r}: {bad[0]}")
+            group.epoch = epoch
+
+    def _transport_unsubscribe(self, group: _Group) -> None:
+        self._client.unsubscribe(self.full_topic(group.pattern))
+
+
+@asynccontextmanager
+async def open_mqtt_bus(
+    uri: str,
+    root: str,
+    node: str,
+    *,
+    will: bytes | None = None,
+    keepalive: int = 15,
+    min_backoff: float = 0.1,
+    max_backoff: float = 5.0,
+    connect_timeout: float = 5.0,
+    close_timeout: float = 2.0,
+    max_pending: int = DEFAULT_MAX_PENDING,
+    client_id: str | None = None,
+) -> AsyncIterator[MqttBus]:
+    """Open a bus on the broker at ``uri`` (``mqtt://[user:pass@]host[:port]``).
+
+    Returns at once, connected or not: the bus connects and reconnects in the
+    background (``await bus.wait_connected()`` under ``trio.fail_after`` to insist).
+    ``will`` is the node's offline presence payload. On exit the bus closes cleanly
+    (offline presence, pending QoS 1 flushed, DISCONNECT) within ``close_timeout``.
+    """
+    bus = MqttBus(
+        uri,
+        root,
+        node,
+        will=will,
+        keepalive=keepalive,
+        min_backoff=min_backoff,
+        max_backoff=max_backoff,
+        connect_timeout=connect_timeout,
+        close_timeout=close_timeout,
+        max_pending=max_pending,
+        client_id=client_id,
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(bus._serve)
+            try:
+                yield bus
+            finally:
+                with trio.CancelScope(shield=True):
+                    await bus._shutdown()
+                bus._stop()
+    except BaseExceptionGroup as group:
+        # The nursery wraps whatever the caller's block raised; hand it back unwrapped
+        # so that `async with open_mqtt_bus(...)` is transparent to exceptions.
+        exc = _single(group)
+        if exc is None:
+            raise
+        raise exc from None
+
+
+def _single(group: BaseExceptionGroup) -> BaseException | None:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc

@@ -1,0 +1,56 @@
+"""Test helpers: an in-process server, and clients that reach it without sockets."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+import trio.testing
+
+from .. import config as _config
+from ..client import Client, open_client
+from ..core.types import NotGiven, unwrap_group
+from ..server import Server
+
+
+def make_config(**over: Any) -> dict:
+    """Defaults with port 0 (the OS picks a free port) and no config files read."""
+    cfg = copy.deepcopy(_config.DEFAULTS)
+    cfg["server"]["bind_default"]["port"] = 0
+    return _config.merge(cfg, over) if over else cfg
+
+
+@asynccontextmanager
+async def open_test_server(
+    name: str = "test", *, init: Any = NotGiven, tcp: bool = False, cfg: dict | None = None
+) -> AsyncIterator[Server]:
+    """A running :class:`Server`; with ``tcp`` it also listens on a free loopback port."""
+    server = Server(name, cfg or make_config(), init=init)
+    with unwrap_group():
+        async with trio.open_nursery() as nursery:
+            server._test_nursery = nursery
+            if tcp:
+                await nursery.start(server.serve)
+            elif init is not NotGiven:
+                server.write((), init)
+            yield server
+            nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def open_memory_client(server: Server, **cfg: Any) -> AsyncIterator[Client]:
+    """A client connected to ``server`` through an in-memory stream pair."""
+    a, b = trio.testing.memory_stream_pair()
+    server._test_nursery.start_soon(server._handle_client, b)
+    async with open_client(make_config(**cfg), _stream=a) as client:
+        yield client
+
+
+@asynccontextmanager
+async def open_tcp_client(server: Server, **cfg: Any) -> AsyncIterator[Client]:
+    host, port = server.ports[0]
+    async with open_client(make_config(connect={"host": host, "port": port}, **cfg)) as client:
+        yield client

@@ -1,0 +1,108 @@
+"""Garbage, oversized and malformed input: the sender gets an error, everyone else is served."""
+
+import msgpack
+import pytest
+import trio
+import trio.testing
+
+from distkv.exceptions import StreamOverflowError
+from distkv.testing.server import open_memory_client, open_test_server, make_config
+from distkv.util import P
+from distkv.wire import codec
+
+
+async def raw_session(server, lockstep=False):
+    # lockstep: the server's send blocks until we read, like a full TCP window
+    pair = trio.testing.lockstep_stream_pair if lockstep else trio.testing.memory_stream_pair
+    a, b = pair()
+    server._test_nursery.start_soon(server._handle_client, b)
+    unp = codec.unpacker()
+
+    async def recv():
+        while True:
+            for msg in unp:
+                return msg
+            data = await a.receive_some(65536)
+            if not data:
+                return None
+            unp.feed(data)
+
+    greeting = await recv()
+    assert greeting["node"] == server.name and greeting["version"] >= 1
+    return a, recv
+
+
+async def test_garbage_bytes_disconnect_only_that_client(autojump_clock):
+    async with open_test_server() as s, open_memory_client(s) as good:
+        a, recv = await raw_session(s)
+        await a.send_all(b"\xc1\xc1\xc1 definitely not msgpack")
+        err = await recv()
+        assert err["error"] == "protocol"
+        assert await recv() is None  # disconnected
+        await good.set(P("still"), "serving")
+        assert (await good.get(P("still"))).value == "serving"
+
+
+async def test_non_map_message_is_an_error_not_a_disconnect(autojump_clock):
+    async with open_test_server() as s:
+        a, recv = await raw_session(s)
+        await a.send_all(msgpack.packb([1, 2, 3]))
+        assert (await recv())["error"] == "protocol"
+        await a.send_all(codec.packb({"seq": 5, "action": "ping"}))
+        rep = await recv()
+        assert rep["seq"] == 5 and rep["node"] == "test"
+
+
+async def test_oversized_message_disconnects(autojump_clock):
+    cfg = make_config(server={"max_message": 10_000})
+    async with open_test_server(cfg=cfg) as s, open_memory_client(s) as good:
+        a, recv = await raw_session(s)
+        big = codec.packb({"seq": 1, "action": "set_value", "path": P("x"), "value": "x" * 50_000})
+        await a.send_all(big)
+        err = await recv()
+        assert err["error"] == "protocol"
+        assert await recv() is None
+        assert "value" not in await good.get(P("x"))
+
+
+async def test_missing_fields_and_wrong_types(autojump_clock):
+    async with open_test_server() as s:
+        a, recv = await raw_session(s)
+        for req, code in [
+            ({"seq": 1}, "client"),  # no action
+            ({"seq": 2, "action": "get_value", "path": "a.b"}, "client"),  # string, not a path
+            ({"seq": 3, "action": "watch", "path": P("a"), "max_depth": "x"}, "client"),
+            ({"seq": 4, "action": "stop", "task": "nope"}, "client"),
+        ]:
+            await a.send_all(codec.packb(req))
+            rep = await recv()
+            while rep.get("state") == "start":
+                rep = await recv()
+            assert rep["seq"] == req["seq"] and rep["error"] == code, rep
+
+
+async def test_slow_watcher_overflows_alone(autojump_clock):
+    """A watcher that never reads is cut off with an overflow error; others go on."""
+    cfg = make_config(server={"window": 50_000})
+    async with open_test_server(cfg=cfg) as s, open_memory_client(s) as writer:
+        a, recv = await raw_session(s, lockstep=True)
+        await a.send_all(codec.packb({"seq": 1, "action": "watch", "path": P("w")}))
+        # never read from `a`: the memory stream has no buffer, so everything queues
+        async with open_memory_client(s) as fast:
+            async with fast.watch(P("w")) as w:
+                for i in range(2000):
+                    await writer.set(P("w.k"), "x" * 100 + str(i))
+                seen = 0
+                async for ev in w:
+                    seen += 1
+                    if ev.value.endswith("1999"):
+                        break
+        assert all(x.outbytes <= 60_000 for x in s.sessions)
+        # now read what the slow one got: some events, then the overflow error
+        got_overflow = False
+        while True:
+            msg = await recv()
+            if msg is None or "error" in msg:
+                got_overflow = msg is not None and msg["error"] == StreamOverflowError.code
+                break
+        assert got_overflow
