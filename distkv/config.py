@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
         "root": "distkv",
         "advertise": None,
         "state_dir": None,
+        # `client log dest/save` may make the server write files only below these
+        # directories (and its state_dir).
+        "log_dirs": ["/var/local/lib", "/var/lib/distkv"],
         "fsync": "interval",
         "fsync_interval": 1.0,
         # Bytes the server queues for one client before it cuts off that client's

@@ -88,7 +88,6 @@ class StreamOverflowError(ClientError):
     code = "overflow"
 
 
-
 class AuthError(DistKVError):
     """Base of authentication problems."""
 

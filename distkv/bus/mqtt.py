@@ -20,6 +20,14 @@ are described in :mod:`distkv.bus.base`; this module is the mechanics:
   subscription identifiers map deliveries to subscriptions), wait for the SUBACKs,
   republish presence, flush the offline queue, then report ``connected``. paho itself
   re-sends QoS 1 messages that were in flight when the link broke.
+* **MQTT v5 by default**, for subscription identifiers: each delivery names the
+  subscription it is for, so overlapping subscriptions get exactly one copy each and
+  retained replays reach only the new subscription. ``mqtt_version=4`` (v3.1.1) is
+  available for old brokers and for speed: paho parses v5 properties in pure Python,
+  which is about half of the receive cost (measured ~15k msg/s received per process
+  with v5). With v3.1.1 deliveries are matched locally, so a message matching k
+  overlapping subscriptions of one bus reaches each of them k times, and retained
+  replays reach every matching subscription; non-overlapping patterns behave the same.
 * **Logging**: the first failed attempt after being connected is a warning ("broker
   unreachable, retrying"), further attempts are debug; reconnection is info.
 """
@@ -104,6 +112,7 @@ class MqttBus(Bus):
         close_timeout: float = 2.0,
         max_pending: int = DEFAULT_MAX_PENDING,
         client_id: str | None = None,
+        mqtt_version: int = 5,
     ) -> None:
         super().__init__(root, node, will=will, max_pending=max_pending)
         host, port, user, password = parse_mqtt_uri(uri)
@@ -116,17 +125,31 @@ class MqttBus(Bus):
         self.close_timeout = close_timeout
         self.client_id = client_id or f"distkv-{root}-{node}"
 
-        c = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
+        if mqtt_version not in (4, 5):
+            raise ConfigError("mqtt_version must be 5 (MQTT v5) or 4 (MQTT v3.1.1)")
+        self.mqtt_version = mqtt_version
+        if mqtt_version == 5:
+            c = paho.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=self.client_id,
+                protocol=MQTTProtocolVersion.MQTTv5,
+            )
+        else:
+            c = paho.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=self.client_id,
+                protocol=MQTTProtocolVersion.MQTTv311,
+                clean_session=True,
+            )
         if user is not None:
             c.username_pw_set(user, password)
         c.connect_timeout = connect_timeout
         if self.will is not None:
             c.will_set(self.full_topic(self.presence_topic), self.will, qos=1, retain=True)
-        c.connect_async(host, port, keepalive=keepalive, clean_start=True)
+        if mqtt_version == 5:
+            c.connect_async(host, port, keepalive=keepalive, clean_start=True)
+        else:
+            c.connect_async(host, port, keepalive=keepalive)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -150,7 +173,9 @@ class MqttBus(Bus):
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def _serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED):
+    async def _serve(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Connect, serve the connection, reconnect with backoff; until closed."""
         self._trio_thread = threading.get_ident()
         with trio.CancelScope() as self._serve_scope:
@@ -264,6 +289,7 @@ class MqttBus(Bus):
                     self._transport_send(
                         _Out(self._seq, self.full_topic(self.presence_topic), self.will, 1, True)
                     )
+                    self.stats.published += 1
                 await self.drain()
                 self._client.disconnect()
                 await self._lost.wait()
@@ -367,6 +393,9 @@ class MqttBus(Bus):
         self, client: Any, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
     ) -> None:
         self._connack_ok = not reason.is_failure
+        # paho keeps at most 20 QoS 1 messages in flight, which is exactly the Receive
+        # Maximum mosquitto announces (and paho cannot change it on a live connection).
+        # That window, not CPU, bounds QoS 1 throughput (~10k msg/s on loopback).
         if reason.is_failure:
             self._connack_reason = f"broker refused connection: {reason}"
         self._connack.set()
@@ -383,8 +412,14 @@ class MqttBus(Bus):
         self._lost.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            # A foreign client published garbage; it must not take the bus down.
+            logger.warning("bus %s: ignoring message with a non-UTF-8 topic", self.node)
+            return
         sids = getattr(msg.properties, "SubscriptionIdentifier", None)
-        self._dispatch(msg.topic, msg.payload, bool(msg.retain), sids)
+        self._dispatch(topic, msg.payload, bool(msg.retain), sids)
 
     def _on_publish(
         self, client: Any, userdata: Any, mid: int, reason: ReasonCode, properties: Any
@@ -427,13 +462,16 @@ class MqttBus(Bus):
     async def _transport_subscribe(self, groups: list[_Group]) -> None:
         pending: list[tuple[_Group, _SubAck]] = []
         for group in groups:
-            props = Properties(PacketTypes.SUBSCRIBE)
-            props.SubscriptionIdentifier = group.sid
-            rc, mid = self._client.subscribe(
-                self.full_topic(group.pattern),
-                options=SubscribeOptions(qos=1),
-                properties=props,
-            )
+            if self.mqtt_version == 5:
+                props = Properties(PacketTypes.SUBSCRIBE)
+                props.SubscriptionIdentifier = group.sid
+                rc, mid = self._client.subscribe(
+                    self.full_topic(group.pattern),
+                    options=SubscribeOptions(qos=1),
+                    properties=props,
+                )
+            else:
+                rc, mid = self._client.subscribe(self.full_topic(group.pattern), qos=1)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
                 return  # the link is breaking; everything is redone on reconnect
             ack = _SubAck()
@@ -467,6 +505,7 @@ async def open_mqtt_bus(
     close_timeout: float = 2.0,
     max_pending: int = DEFAULT_MAX_PENDING,
     client_id: str | None = None,
+    mqtt_version: int = 5,
 ) -> AsyncIterator[MqttBus]:
     """Open a bus on the broker at ``uri`` (``mqtt://[user:pass@]host[:port]``).
 
@@ -487,6 +526,7 @@ async def open_mqtt_bus(
         close_timeout=close_timeout,
         max_pending=max_pending,
         client_id=client_id,
+        mqtt_version=mqtt_version,
     )
     try:
         async with trio.open_nursery() as nursery:

@@ -20,8 +20,7 @@ DATA_ACTIONS = ("get", "set", "delete", "list", "watch")
 
 
 def _client_parser() -> ArgParser:
-    p = ArgParser(prog="distkv client", add_help=False,
-                  description="Talk to a DistKV server.")
+    p = ArgParser(prog="distkv client", add_help=False, description="Talk to a DistKV server.")
     p.add_argument("--help", action="help", help="show this help and exit")
     p.add_argument("-h", "-H", "--host", help="server host (connect.host)")
     p.add_argument("-p", "--port", type=int, help="server port (connect.port)")
@@ -56,22 +55,48 @@ def _data_parser(action: str) -> ArgParser:
     p = ArgParser(prog=f"distkv client data {action}")
     if action == "get":
         p.add_argument("-r", "--recursive", action="store_true", help="the whole subtree")
-        p.add_argument("-d", "--as-dict", metavar="KEY",
-                       help="with -r: print one nested mapping, values under KEY (e.g. -d_)")
+        p.add_argument(
+            "-d",
+            "--as-dict",
+            metavar="KEY",
+            help="with -r: print one nested mapping, values under KEY (e.g. -d_)",
+        )
         p.add_argument("-m", "--mindepth", type=int, default=0)
         p.add_argument("-M", "--maxdepth", type=int, default=-1)
-        p.add_argument("-c", "--chain", type=int, default=0, metavar="N",
-                       help="also show N links of the chain")
+        p.add_argument(
+            "-c", "--chain", type=int, default=0, metavar="N", help="also show N links of the chain"
+        )
     elif action == "set":
-        p.add_argument("-v", "--value", nargs=2, action=_Ordered, metavar=("KEY", "VALUE"),
-                       help="set KEY (a path inside the value; ':' = all of it) to a string")
-        p.add_argument("-e", "--eval", nargs=2, action=_Ordered, metavar=("KEY", "EXPR"),
-                       help="like -v but EXPR is a Python literal (123, True, b'x', [1,2], ...)")
-        p.add_argument("-P", "--path-value", nargs=2, action=_Ordered, metavar=("KEY", "PATH"),
-                       help="like -v but the value is a path")
+        p.add_argument(
+            "-v",
+            "--value",
+            nargs=2,
+            action=_Ordered,
+            metavar=("KEY", "VALUE"),
+            help="set KEY (a path inside the value; ':' = all of it) to a string",
+        )
+        p.add_argument(
+            "-e",
+            "--eval",
+            nargs=2,
+            action=_Ordered,
+            metavar=("KEY", "EXPR"),
+            help="like -v but EXPR is a Python literal (123, True, b'x', [1,2], ...)",
+        )
+        p.add_argument(
+            "-P",
+            "--path-value",
+            nargs=2,
+            action=_Ordered,
+            metavar=("KEY", "PATH"),
+            help="like -v but the value is a path",
+        )
         p.add_argument("--new", action="store_true", help="fail if the entry exists")
-        p.add_argument("--chain", metavar="CHAIN",
-                       help="fail unless the entry still has this chain (as printed by get -c)")
+        p.add_argument(
+            "--chain",
+            metavar="CHAIN",
+            help="fail unless the entry still has this chain (as printed by get -c)",
+        )
     elif action == "delete":
         p.add_argument("-r", "--recursive", action="store_true", help="delete the whole subtree")
         p.add_argument("--chain", metavar="CHAIN", help="fail unless the chain still matches")
@@ -103,7 +128,9 @@ def split_data_args(args: list[str]) -> tuple[str | None, str, list[str]]:
     if rest and rest[0] in DATA_ACTIONS:
         return path, rest[0], rest[1:]
     if rest and not rest[0].startswith("-"):
-        raise UsageError(f"distkv client data: unknown action {rest[0]!r} ({', '.join(DATA_ACTIONS)})")
+        raise UsageError(
+            f"distkv client data: unknown action {rest[0]!r} ({', '.join(DATA_ACTIONS)})"
+        )
     return path, "get", rest
 
 
@@ -119,6 +146,8 @@ def parse_value(kind: str, raw: str) -> Any:
 
 
 def run_data(cfg: dict, args: list[str]) -> int:
+    if args and args[0] == "internal":  # the tutorial's "data internal dump :"
+        return run_internal(cfg, args[1:])
     path1, action, rest = split_data_args(args)
     a = _data_parser(action).parse_args(rest)
     if path1 is not None and a.path is not None:
@@ -186,7 +215,9 @@ def _parse_chain(raw: str) -> Any:
 async def _set(cfg: dict, path: Path, a) -> int:
     items = getattr(a, "items", None)
     if not items:
-        raise UsageError("set needs a value: -v KEY VALUE or -e KEY EXPR (KEY ':' = the whole value)")
+        raise UsageError(
+            "set needs a value: -v KEY VALUE or -e KEY EXPR (KEY ':' = the whole value)"
+        )
     items = [(P(k), parse_value(kind, raw)) for kind, k, raw in items]
     partial = any(len(k) for k, _ in items)
     async with open_client(cfg) as client:
@@ -287,4 +318,19 @@ async def _internal(cfg: dict, a) -> int:
     return 0
 
 
-SUBCOMMANDS = {"data": run_data, "internal": run_internal}
+def _lazy(mod: str, fn: str):
+    def run(cfg: dict, args: list[str]) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(mod, __package__), fn)(cfg, args)
+
+    return run
+
+
+SUBCOMMANDS = {
+    "data": run_data,
+    "internal": run_internal,
+    "auth": _lazy(".admin", "run_auth"),
+    "acl": _lazy(".admin", "run_acl"),
+    "log": _lazy(".admin", "run_log"),
+}

@@ -36,10 +36,22 @@ class ArgParser(argparse.ArgumentParser):
 
 def _global_parser() -> ArgParser:
     p = ArgParser(prog="distkv", description="DistKV: a distributed key-value store")
-    p.add_argument("-c", "--cfg", action="append", default=[], metavar="FILE",
-                   help="read this config file (repeatable; replaces the search)")
-    p.add_argument("-C", "--conf", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value, e.g. -C server.root=test (repeatable)")
+    p.add_argument(
+        "-c",
+        "--cfg",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read this config file (repeatable; replaces the search)",
+    )
+    p.add_argument(
+        "-C",
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value, e.g. -C server.root=test (repeatable)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors")
     p.add_argument("command", nargs="?", help="server | client | dump")

@@ -17,11 +17,23 @@ logger = logging.getLogger(__name__)
 
 def run_server(cfg: dict, args: list[str]) -> int:
     p = ArgParser(prog="distkv server", description="Run a DistKV node.")
-    p.add_argument("-i", "--init", metavar="VALUE",
-                   help="start a NEW network with this root value (never on a running network)")
-    p.add_argument("-e", "--eval", action="store_true", help="evaluate the -i value as a Python literal")
-    p.add_argument("-l", "--load", metavar="FILE", action="append", default=[],
-                   help="load this state file on start (repeatable)")
+    p.add_argument(
+        "-i",
+        "--init",
+        metavar="VALUE",
+        help="start a NEW network with this root value (never on a running network)",
+    )
+    p.add_argument(
+        "-e", "--eval", action="store_true", help="evaluate the -i value as a Python literal"
+    )
+    p.add_argument(
+        "-l",
+        "--load",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="load this state file on start (repeatable)",
+    )
     p.add_argument("-s", "--state-dir", metavar="DIR", help="keep state in this directory")
     p.add_argument("-H", "--host", help="bind address (server.bind_default.host)")
     p.add_argument("-p", "--port", type=int, help="port (server.bind_default.port)")

@@ -45,11 +45,23 @@ def _path(p: Any) -> Path:
 
 
 class _Waiter:
-    __slots__ = ("task", "reply")
+    """One outstanding request. The reply may arrive while the requesting task is
+    still inside ``send_all`` (not parked yet): then it is stored in ``reply`` and
+    picked up without sleeping; only a parked task may be rescheduled."""
+
+    __slots__ = ("task", "reply", "parked")
 
     def __init__(self, task):
         self.task = task
         self.reply = None
+        self.parked = False
+
+    def deliver(self, result: outcome.Outcome) -> None:
+        if self.parked:
+            self.parked = False
+            trio.lowlevel.reschedule(self.task, result)
+        else:
+            self.reply = result
 
 
 class StreamCall:
@@ -159,7 +171,9 @@ class Client:
         stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sslcfg = c.get("ssl")
         if sslcfg:
-            ctx = _ssl.create_default_context(cafile=sslcfg.get("cert") if isinstance(sslcfg, Mapping) else None)
+            ctx = _ssl.create_default_context(
+                cafile=sslcfg.get("cert") if isinstance(sslcfg, Mapping) else None
+            )
             if isinstance(sslcfg, Mapping) and sslcfg.get("insecure"):
                 ctx.check_hostname = False
                 ctx.verify_mode = _ssl.CERT_NONE
@@ -179,7 +193,7 @@ class Client:
         unpacker = codec.unpacker()
         waiting = self._waiting
         streams = self._streams
-        reschedule = trio.lowlevel.reschedule
+        Value = outcome.Value
         try:
             while True:
                 data = await self._stream.receive_some(65536)
@@ -190,7 +204,7 @@ class Client:
                     seq = msg.get("seq")
                     w = waiting.pop(seq, None)
                     if w is not None:
-                        reschedule(w.task, outcome.Value(msg))
+                        w.deliver(Value(msg))
                     elif seq in streams:
                         try:
                             await streams[seq].send(msg)
@@ -213,7 +227,7 @@ class Client:
             self._closed = exc
         err = outcome.Error(ServerClosedError(f"connection lost: {exc}"))
         for w in list(self._waiting.values()):
-            trio.lowlevel.reschedule(w.task, err)
+            w.deliver(err)
         self._waiting.clear()
         for ch in self._streams.values():
             ch.close()
@@ -266,11 +280,18 @@ class Client:
             self._waiting.pop(seq, None)
             raise
 
-        def abort(_raise_cancel):
-            self._waiting.pop(seq, None)
-            return trio.lowlevel.Abort.SUCCEEDED
+        if w.reply is not None:
+            msg = w.reply.unwrap()
+            await trio.lowlevel.checkpoint()
+        else:
 
-        msg = await trio.lowlevel.wait_task_rescheduled(abort)
+            def abort(_raise_cancel):
+                self._waiting.pop(seq, None)
+                w.parked = False
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            w.parked = True
+            msg = await trio.lowlevel.wait_task_rescheduled(abort)
         if "error" in msg:
             raise error_from_wire(msg)
         del msg["seq"]
@@ -292,7 +313,8 @@ class Client:
         if ch is None or self._closed is not None:
             return
         ch.close()
-        with trio.CancelScope(shield=True):
+        with trio.move_on_after(5) as scope:
+            scope.shield = True
             try:
                 await self.request("stop", task=seq)
             except DistKVError:
@@ -325,7 +347,9 @@ class Client:
             p["chain"] = chain
         return await self.request("set_value", **p)
 
-    async def delete(self, path: Any, *, chain: Any = NotGiven, recursive: bool = False) -> attrdict:
+    async def delete(
+        self, path: Any, *, chain: Any = NotGiven, recursive: bool = False
+    ) -> attrdict:
         """Delete one entry (or, with ``recursive``, every value below ``path``)."""
         if recursive:
             return await self.request("delete_tree", path=_path(path))

@@ -29,7 +29,11 @@ Driving a replica (what the shell does)
   Bus updates received meanwhile are buffered and applied at the end.
 * Persistence: :meth:`Replica.bookkeeping` / :meth:`Replica.load_bookkeeping` for
   snapshots; replaying logged changes through :meth:`Replica.apply_remote` restores
-  the per-origin bookkeeping as well (including this node's own tick).
+  the per-origin bookkeeping as well (including this node's own tick). After loading a
+  tree straight into :attr:`Replica.tree`, call :meth:`Replica.rebuild_bookkeeping`.
+* Memory: :attr:`Replica.outbox` grows with every local write until drained, and
+  tombstones are only purged by :meth:`Replica.periodic`: a single node with no bus
+  must still drain and tick.
 
 Message formats
 ---------------
@@ -267,7 +271,7 @@ class Replica:
         self._sync_paths: set | None = None
 
         if tree is not None:
-            self._scan_tree()
+            self.rebuild_bookkeeping()
 
     # --- local changes (the hot path) -------------------------------------------------
 
@@ -907,8 +911,16 @@ class Replica:
         self.observe_tock(data.get("tock", 0))
         self.conflicts = max(self.conflicts, data.get("conflicts", 0))
 
-    def _scan_tree(self) -> None:
-        """Rebuild bookkeeping from a tree handed to the constructor."""
+    def rebuild_bookkeeping(self) -> None:
+        """Mark every chain link in the tree as seen (after loading a tree from storage).
+
+        Superseded ticks are not in any chain; they show up as gaps that repair
+        answers with "superseded" (cheap), unless a :meth:`bookkeeping` snapshot was
+        loaded as well. Our own ticks ``1..tick`` count as seen: call this after the
+        tick counter has been restored too.
+        """
+        if self.tick:
+            self._own_seen.add_range(1, self.tick + 1)
         for rel, e in self.tree.walk(sort=False):
             if e.node is None:
                 continue

@@ -20,12 +20,15 @@ if TYPE_CHECKING:
     from .server import Server
     from .session import Session
 
-COMMANDS: dict[str, tuple[Any, bool]] = {}
+COMMANDS: dict[str, tuple[Any, str]] = {}
 
 
-def command(name: str, streaming: bool = False):
+def command(name: str, kind: str = "sync"):
+    """Register an action. ``kind``: "sync" (returns the reply at once), "async"
+    (awaits, then replies once) or "stream" (start, items, end)."""
+
     def deco(fn):
-        COMMANDS[name] = (fn, streaming)
+        COMMANDS[name] = (fn, kind)
         return fn
 
     return deco
@@ -170,7 +173,7 @@ def _entry_msg(seq: int, rel: tuple, e, nchain: int) -> dict:
     return m
 
 
-@command("get_tree", streaming=True)
+@command("get_tree", kind="stream")
 async def cmd_get_tree(server: Server, session: Session, msg: dict) -> None:
     """Stream every entry with a value below ``path``.
 
@@ -197,7 +200,7 @@ async def cmd_get_tree(server: Server, session: Session, msg: dict) -> None:
             await trio.lowlevel.checkpoint()
 
 
-@command("watch", streaming=True)
+@command("watch", kind="stream")
 async def cmd_watch(server: Server, session: Session, msg: dict) -> None:
     """Send changes below ``path`` until stopped; with ``fetch`` first the current state.
 
@@ -238,3 +241,21 @@ def cmd_stop(server: Server, session: Session, msg: dict) -> dict:
 @command("get_state")
 def cmd_get_state(server: Server, session: Session, msg: dict) -> dict:
     return server.state()
+
+
+@command("auth", kind="async")
+async def cmd_auth(server: Server, session: Session, msg: dict) -> dict:
+    return await server.login(session, msg)
+
+
+@command("log")
+def cmd_log(server: Server, session: Session, msg: dict) -> dict:
+    """``client log dest``: write the state (unless incremental), then every change."""
+    if msg.get("oneshot"):
+        return {"file": server.save(session, msg.get("file"))}
+    return {"file": server.log_dest(session, msg.get("file"), bool(msg.get("incremental")))}
+
+
+@command("log_stop")
+def cmd_log_stop(server: Server, session: Session, msg: dict) -> dict:
+    return {"stopped": server.log_stop()}

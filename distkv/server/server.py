@@ -15,10 +15,12 @@ from typing import Any
 import trio
 
 from .. import __version__
+from ..auth import LoginLimiter, get_method, start_login
+from ..core.acl import AclTable, user_path
 from ..core.path import Path
 from ..core.replica import Replica
 from ..core.types import NotGiven
-from ..exceptions import PermissionDenied
+from ..exceptions import AuthFailedError, PermissionDenied, StorageError
 from .commands import COMMANDS
 from .session import Session
 from .watch import WatchRegistry
@@ -45,6 +47,13 @@ class Server:
         self.init = init
         self.auth_required = False
         self.auth_method: str | None = None
+        self.acls = AclTable()
+        self.limiter = LoginLimiter()
+        self.storage = None  # StateDir, when server.state_dir is set
+        self.logfile = None  # LogFile of `client log dest`
+        # Replication (distkv.server.replication.Replicator) when a bus is configured;
+        # without one the replica's outgoing messages are simply dropped.
+        self.replicator = None
         self.ports: list[tuple[str, int]] = []
         self.started = trio.Event()
 
@@ -53,19 +62,136 @@ class Server:
     def write(self, path: Path, value: Any):
         """Make a local change and tell everybody who needs to know."""
         e = self.replica.local_write(path, value, now_ms())
-        self.watches.notify(path, e)
+        self.changed(path, e)
         return e
 
+    def changed(self, path: tuple, e, conflict: bool = False) -> None:
+        """Every change, local or replicated, passes here exactly once."""
+        if path and path[0] is None:
+            self._system_changed(path, e)
+        self.watches.notify(path, e, conflict)
+        if self.storage is not None:
+            self.storage.append_entry(path, e)
+        if self.logfile is not None:
+            self.logfile.append_entry(path, e)
+
+    def _system_changed(self, path: tuple, e) -> None:
+        self.acls.apply(path, e.value)
+        if len(path) == 2 and path[1] == "auth":
+            v = e.value
+            cur = v.get("current") if isinstance(v, dict) else None
+            self.auth_method = cur
+            self.auth_required = cur is not None and get_method(cur).needs_login
+
     def after_batch(self) -> None:
-        """Called once per batch of requests, before replies are sent."""
+        """Called once per batch of requests, before replies are sent: whatever the
+        batch changed is handed to the OS now, so an acknowledged write survives a
+        crash of this process."""
+        if self.storage is not None:
+            self.storage.flush()
+        if self.logfile is not None:
+            self.logfile.flush()
+        if self.replicator is not None:
+            self.replicator.flush()
+        elif self.replica.outbox:
+            self.replica.outbox.clear()
+
+    @property
+    def fsync_always(self) -> bool:
+        return self.storage is not None and self.storage.fsync == "always"
+
+    # --- login ---
+
+    async def login(self, session: Session, msg: dict) -> dict:
+        """Check a login; on success the session acts as that user from now on."""
+        now = trio.current_time()
+        keys = (("user", msg.get("name")), ("addr", session.peer.rsplit(":", 1)[0]))
+        self.limiter.check(now, *keys)
+        method, name = start_login(self.auth_method, msg)
+        e = self.replica.tree.lookup(user_path(method.name, name))
+        record = e.value if e is not None and e.value is not NotGiven else None
+        try:
+            if getattr(method, "slow", False):
+                user = await trio.to_thread.run_sync(method.verify, msg, record)
+            else:
+                user = method.verify(msg, record)
+        except AuthFailedError:
+            self.limiter.failed(now, *keys)
+            logger.warning("login failed for %r from %s", name, session.peer)
+            raise
+        self.limiter.succeeded(*keys)
+        session.user = user
+        if self.auth_required:
+            grants = self.acls.grants(method.name, user)
+            session.acl = None if grants.is_unrestricted else grants
+        logger.info("%s logged in as %s (%s)", session.peer, user, method.name)
+        return {"user": user, "method": method.name}
+
+    # --- files ---
+
+    def _checked_file(self, session: Session, fn: Any) -> str:
+        import os
+
+        if not isinstance(fn, str) or not fn:
+            raise StorageError("need a file name")
+        if session.acl is not None:
+            raise PermissionDenied(f"{session.user} may not make the server write files")
+        dirs = self.cfg["server"].get("log_dirs") or []
+        if self.storage is not None:
+            dirs = [*dirs, self.storage.path]
+        real = os.path.realpath(fn)
+        for d in dirs:
+            d = os.path.realpath(d)
+            if real.startswith(d.rstrip("/") + "/"):
+                return real
+        raise PermissionDenied(
+            f"the server may write files only below {', '.join(dirs) or '(no directory)'}"
+            f" (server.log_dirs); not {fn}"
+        )
+
+    def log_dest(self, session: Session, fn: Any, incremental: bool) -> str:
+        from ..storage.records import iter_entries
+        from ..storage.statedir import open_log_file
+
+        fn = self._checked_file(session, fn)
+        if self.logfile is not None:
+            self.logfile.flush()
+            self.logfile.close()
+            self.logfile = None
+        r = self.replica
+        self.logfile = open_log_file(
+            fn,
+            incremental,
+            entries=None if incremental else iter_entries(r.tree),
+            node=self.name,
+            tick=r.tick,
+            tock=r.tock,
+        )
+        return fn
+
+    def log_stop(self) -> bool:
+        if self.logfile is None:
+            return False
+        self.logfile.flush()
+        self.logfile.close()
+        self.logfile = None
+        return True
+
+    def save(self, session: Session, fn: Any) -> str:
+        from ..storage.records import iter_entries
+        from ..storage.statedir import write_dump
+
+        fn = self._checked_file(session, fn)
+        r = self.replica
+        write_dump(fn, iter_entries(r.tree), node=self.name, tick=r.tick, tock=r.tock)
+        return fn
 
     # --- access control (filled in by the auth layer) ---
 
     def check_acl(self, session: Session, path: Path, right: str) -> None:
-        if session.acl is None:
-            return
-        if not session.acl.allowed(path, right):
-            raise PermissionDenied(f"{session.user} may not {right} {path}")
+        """Raise PermissionDenied (naming user, path and right) unless allowed."""
+        if session.acl is not None:
+            session.acl.check(path, right)
 
     def acl_allows(self, session: Session, path: Path, right: str) -> bool:
         return session.acl is None or session.acl.allowed(path, right)
@@ -74,10 +200,18 @@ class Server:
         """Type checks on values (see the types issue); nothing to check yet."""
 
     def load_file(self, path: str) -> None:
-        """Load a state file written by ``client log dest`` (see the storage layer)."""
-        from ..exceptions import StorageError
+        """Load a state file written by ``client log dest`` or ``log save``."""
+        from ..storage.statedir import load_file
 
-        raise StorageError("loading state files is not available yet")
+        rep = load_file(path, self.replica, strict=True)
+        logger.info("loaded %d records from %s", rep.records, path)
+        self._rebuild_indexes()
+
+    def _rebuild_indexes(self) -> None:
+        """After loading a tree wholesale: re-read auth and ACL settings from it."""
+        for rel, e in self.replica.tree.walk((None,), sort=False):
+            if e.value is not NotGiven:
+                self._system_changed((None, *rel), e)
 
     # --- info ---
 
@@ -107,7 +241,8 @@ class Server:
 
     async def _handle_client(self, stream: trio.SocketStream) -> None:
         try:
-            peer = "%s:%s" % stream.socket.getpeername()[:2]
+            host, port = stream.socket.getpeername()[:2]
+            peer = f"{host}:{port}"
             stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, AttributeError):
             peer = "?"
@@ -118,21 +253,46 @@ class Server:
         finally:
             self.sessions.discard(session)
 
+    async def _serve_clients(self, listeners) -> None:
+        try:
+            await trio.serve_listeners(self._handle_client, listeners)
+        finally:
+            with trio.CancelScope(shield=True):
+                self.log_stop()
+                if self.storage is not None:
+                    await self.storage.aclose()
+
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Run the node until cancelled; ``task_status.started`` gets the bound ports."""
-        if self.init is not NotGiven and self.replica.tree.root.value is NotGiven:
-            self.write(Path(), self.init)
-        bind = self.cfg["server"]["bind_default"]
-        listeners = await trio.open_tcp_listeners(int(bind["port"]), host=bind.get("host"))
-        self.ports = [lst.socket.getsockname()[:2] for lst in listeners]
+        scfg = self.cfg["server"]
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.serve_listeners, self._handle_client, listeners)
+            if scfg.get("state_dir"):
+                from ..storage.statedir import StateDir
+
+                sd = StateDir(
+                    scfg["state_dir"],
+                    fsync=scfg.get("fsync", "interval"),
+                    interval=float(scfg.get("fsync_interval", 1.0)),
+                )
+                sd.load(self.replica)
+                self._rebuild_indexes()
+                await nursery.start(sd.serve, self.replica)
+                self.storage = sd
+            if self.init is not NotGiven and self.replica.tree.root.value is NotGiven:
+                self.write(Path(), self.init)
+                self.after_batch()
+            bind = scfg["bind_default"]
+            listeners = await trio.open_tcp_listeners(int(bind["port"]), host=bind.get("host"))
+            self.ports = [lst.socket.getsockname()[:2] for lst in listeners]
+            nursery.start_soon(self._serve_clients, listeners)
             logger.info("node %s serving on %s", self.name, self.ports)
             self.started.set()
             task_status.started(self.ports)
 
 
-async def serve(name: str, cfg: dict, *, init: Any = NotGiven, task_status=trio.TASK_STATUS_IGNORED):
+async def serve(
+    name: str, cfg: dict, *, init: Any = NotGiven, task_status=trio.TASK_STATUS_IGNORED
+):
     """Convenience: build a :class:`Server` and run it."""
     server = Server(name, cfg, init=init)
     await server.serve(task_status=task_status)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 import trio
 
+from ..core.types import unwrap_group
 from ..exceptions import (
     ClientAuthRequiredError,
     ClientError,
@@ -94,7 +95,9 @@ class Session:
 
     def overflow(self) -> None:
         """The client stopped reading: end its watches, drop what was queued for them."""
-        logger.warning("client %s fell %d bytes behind: ending its watches", self.peer, self.outbytes)
+        logger.warning(
+            "client %s fell %d bytes behind: ending its watches", self.peer, self.outbytes
+        )
         self.outbuf.clear()
         self.outbytes = 0
         for seq, w in list(self.watchers.items()):
@@ -150,34 +153,15 @@ class Session:
         unpacker = codec.unpacker(int(srv.cfg["server"]["max_message"]))
         handle = self.handle
         try:
-            async with trio.open_nursery() as nursery:
-                self.nursery = nursery
-                nursery.start_soon(self._writer)
-                self.send(srv.greeting(self))
-                await self.flush()
-                while True:
-                    data = await self.stream.receive_some(65536)
-                    if not data:
-                        break
-                    try:
-                        unpacker.feed(data)
-                        for msg in unpacker:
-                            handle(msg)
-                    except _UNPACK_ERRORS as exc:
-                        self.send(
-                            error_to_wire(
-                                ProtocolError(f"undecodable data from client, closing: {exc}")
-                            )
-                        )
-                        logger.warning("client %s sent garbage: %r", self.peer, exc)
-                        srv.after_batch()
-                        await self.flush()
-                        break
-                    srv.after_batch()
-                    await self.flush()
-                nursery.cancel_scope.cancel()
+            with unwrap_group():
+                await self._run(srv, unpacker, handle)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        except BaseExceptionGroup as eg:
+            # a client that goes away can break both the reader and the writer
+            _rest = eg.split((trio.BrokenResourceError, trio.ClosedResourceError))[1]
+            if _rest is not None:
+                raise _rest from None
         finally:
             self.closed = True
             for w in self.watchers.values():
@@ -188,6 +172,36 @@ class Session:
                     await self.stream.aclose()
                 except Exception:  # noqa: BLE001 - closing a broken socket
                     pass
+
+    async def _run(self, srv, unpacker, handle) -> None:
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            nursery.start_soon(self._writer)
+            self.send(srv.greeting(self))
+            await self.flush()
+            while True:
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    break
+                try:
+                    unpacker.feed(data)
+                    for msg in unpacker:
+                        handle(msg)
+                except _UNPACK_ERRORS as exc:
+                    self.send(
+                        error_to_wire(
+                            ProtocolError(f"undecodable data from client, closing: {exc}")
+                        )
+                    )
+                    logger.warning("client %s sent garbage: %r", self.peer, exc)
+                    srv.after_batch()
+                    await self.flush()
+                    break
+                srv.after_batch()
+                if srv.fsync_always:
+                    await srv.storage.commit()
+                await self.flush()
+            nursery.cancel_scope.cancel()
 
     def handle(self, msg: Any) -> None:
         """Run one request; errors become error replies, never a crashed server."""
@@ -204,9 +218,11 @@ class Session:
                 raise ClientAuthRequiredError(
                     f"You need to log in using: {self.server.auth_method}"
                 )
-            fn, streaming = cmd
-            if streaming:
+            fn, kind = cmd
+            if kind == "stream":
                 self.start_stream(seq, fn, msg)
+            elif kind == "async":
+                self.nursery.start_soon(self._run_async, seq, fn, msg)
             else:
                 res = fn(self.server, self, msg)
                 if res is None:
@@ -221,6 +237,21 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - a bug must not kill the session
             logger.exception("error handling %r", msg.get("action"))
             self.send({"seq": seq, **error_to_wire(exc)})
+
+    async def _run_async(self, seq: int, fn, msg: dict) -> None:
+        """A request that has to wait (a password check in a thread, a file write)."""
+        try:
+            res = await fn(self.server, self, msg)
+            res = {} if res is None else res
+            res["seq"] = seq
+        except DistKVError as exc:
+            res = {"seq": seq, **error_to_wire(exc)}
+        except Exception as exc:  # noqa: BLE001
+            logger.exception("error handling %r", msg.get("action"))
+            res = {"seq": seq, **error_to_wire(exc)}
+        self.send(res)
+        self.server.after_batch()
+        self.wakeup.set()
 
     def start_stream(self, seq: int, fn, msg: dict) -> None:
         if seq in self.tasks:

@@ -77,6 +77,9 @@ class WatchRegistry:
             if ws:
                 rel = path[i:]
                 for w in ws:
+                    acl = w.session.acl
+                    if acl is not None and not acl.allowed(path, "r"):
+                        continue
                     msg = w.event(rel, e, conflict)
                     if msg is not None:
                         w.session.send_stream(w, msg)

@@ -1,12 +1,11 @@
 """Garbage, oversized and malformed input: the sender gets an error, everyone else is served."""
 
 import msgpack
-import pytest
 import trio
 import trio.testing
 
 from distkv.exceptions import StreamOverflowError
-from distkv.testing.server import open_memory_client, open_test_server, make_config
+from distkv.testing.server import make_config, open_memory_client, open_test_server
 from distkv.util import P
 from distkv.wire import codec
 
