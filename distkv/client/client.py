@@ -44,6 +44,9 @@ def _path(p: Any) -> Path:
     return Path.build(p)
 
 
+_TAKE_OVER = object()  # "nobody is reading now: you read" (see Client._read_once)
+
+
 class _Waiter:
     """One outstanding request. The reply may arrive while the requesting task is
     still inside ``send_all`` (not parked yet): then it is stored in ``reply`` and
@@ -145,6 +148,9 @@ class Client:
         self._closed: BaseException | None = None
         self.server_info: attrdict = attrdict()
         self.user: str | None = None
+        self._unpacker = codec.unpacker()
+        self._reader_busy = False
+        self._bg_wakeup = trio.Event()
 
     @property
     def node(self) -> str | None:
@@ -182,45 +188,78 @@ class Client:
         await self._start_reader(nursery, c)
 
     async def _start_reader(self, nursery: trio.Nursery, c: Mapping) -> None:
-        greeting = trio.Event()
-        nursery.start_soon(self._reader, greeting)
+        nursery.start_soon(self._stream_reader)
         with trio.fail_after(float(c.get("init_timeout") or 5)):
-            await greeting.wait()
+            while not self.server_info and self._closed is None:
+                await self._read_once()
         if self._closed is not None:
             raise ServerClosedError(f"server closed the connection: {self._closed}")
 
-    async def _reader(self, greeting: trio.Event) -> None:
-        unpacker = codec.unpacker()
-        waiting = self._waiting
-        streams = self._streams
-        Value = outcome.Value
+    # Reading is done by whichever task needs data ("leader/follower"): a task waiting
+    # for its reply reads the socket itself if nobody else is, dispatches everything
+    # that arrived, and on getting its own reply hands the reader role to another
+    # waiting task. A sequential caller thus sends and receives in its own task with no
+    # task switch per call, which is most of the cost of a round trip. Streams are
+    # served by a background task that reads only while streams are open and no
+    # request is reading.
+
+    async def _read_once(self) -> None:
+        """Receive one chunk and dispatch every complete message in it."""
+        self._reader_busy = True
         try:
-            while True:
+            try:
                 data = await self._stream.receive_some(65536)
-                if not data:
-                    raise ServerClosedError("server closed the connection")
-                unpacker.feed(data)
-                for msg in unpacker:
-                    seq = msg.get("seq")
-                    w = waiting.pop(seq, None)
-                    if w is not None:
-                        w.deliver(Value(msg))
-                    elif seq in streams:
-                        try:
-                            await streams[seq].send(msg)
-                        except (trio.BrokenResourceError, trio.ClosedResourceError):
-                            streams.pop(seq, None)  # the consumer went away
-                    elif seq == 0 and not greeting.is_set():
-                        self.server_info = attrdict(msg)
-                        greeting.set()
-                    elif "error" in msg:
-                        logger.warning("server error: %s", msg.get("message"))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, DistKVError, OSError) as exc:
-            self._fail(exc)
-        except Exception as exc:  # noqa: BLE001 - undecodable data: the connection is unusable
-            self._fail(ProtocolError(f"bad data from server: {exc!r}"))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self._fail(exc)
+                return
+            if not data:
+                self._fail(ServerClosedError("server closed the connection"))
+                return
+            self._unpacker.feed(data)
+            try:
+                for msg in self._unpacker:
+                    await self._dispatch(msg)
+            except (ValueError, TypeError, AttributeError) as exc:  # undecodable: unusable
+                self._fail(ProtocolError(f"bad data from server: {exc!r}"))
         finally:
-            greeting.set()
+            self._reader_busy = False
+            self._handoff()
+
+    async def _dispatch(self, msg: Any) -> None:
+        seq = msg.get("seq")
+        w = self._waiting.pop(seq, None)
+        if w is not None:
+            w.deliver(outcome.Value(msg))
+            return
+        ch = self._streams.get(seq)
+        if ch is not None:
+            try:
+                await ch.send(msg)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._streams.pop(seq, None)  # the consumer went away
+        elif seq == 0 and not self.server_info:
+            self.server_info = attrdict(msg)
+        elif "error" in msg:
+            logger.warning("server error: %s", msg.get("message"))
+
+    def _handoff(self) -> None:
+        """The reader role is free: give it to a parked requester, else to the
+        stream reader if streams are open."""
+        if self._closed is not None:
+            return
+        for w in self._waiting.values():
+            if w.parked:
+                w.deliver(outcome.Value(_TAKE_OVER))
+                return
+        if self._streams:
+            self._bg_wakeup.set()
+
+    async def _stream_reader(self) -> None:
+        while self._closed is None:
+            await self._bg_wakeup.wait()
+            self._bg_wakeup = trio.Event()
+            while self._streams and not self._reader_busy and self._closed is None:
+                await self._read_once()
 
     def _fail(self, exc: BaseException) -> None:
         if self._closed is None:
@@ -232,6 +271,7 @@ class Client:
         for ch in self._streams.values():
             ch.close()
         self._streams.clear()
+        self._bg_wakeup.set()
 
     async def _send(self, data: bytes) -> None:
         self._outbuf.append(data)
@@ -280,18 +320,27 @@ class Client:
             self._waiting.pop(seq, None)
             raise
 
-        if w.reply is not None:
-            msg = w.reply.unwrap()
-            await trio.lowlevel.checkpoint()
-        else:
 
-            def abort(_raise_cancel):
-                self._waiting.pop(seq, None)
-                w.parked = False
-                return trio.lowlevel.Abort.SUCCEEDED
+        def abort(_raise_cancel):
+            self._waiting.pop(seq, None)
+            w.parked = False
+            return trio.lowlevel.Abort.SUCCEEDED
 
-            w.parked = True
-            msg = await trio.lowlevel.wait_task_rescheduled(abort)
+        try:
+            while w.reply is None:
+                if not self._reader_busy:
+                    await self._read_once()
+                    continue
+                w.parked = True
+                res = await trio.lowlevel.wait_task_rescheduled(abort)
+                if res is not _TAKE_OVER:
+                    break
+            else:
+                res = w.reply.unwrap()
+        except BaseException:
+            self._waiting.pop(seq, None)
+            raise
+        msg = res
         if "error" in msg:
             raise error_from_wire(msg)
         del msg["seq"]
@@ -304,6 +353,8 @@ class Client:
         seq = self._seq
         send, recv = trio.open_memory_channel(STREAM_BUFFER)
         self._streams[seq] = send
+        if not self._reader_busy:
+            self._bg_wakeup.set()
         msg = dict(params, seq=seq, action=action)
         await self._send(self._packer.pack(msg))
         return seq, recv

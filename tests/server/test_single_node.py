@@ -133,3 +133,33 @@ async def test_notgiven_is_not_none(autojump_clock):
         res = await c.get(P("n"))
         assert "value" in res and res.value is None
         assert NotGiven is not None and not NotGiven
+
+
+async def test_cancelled_reader_hands_over(autojump_clock):
+    """A request cancelled while it is the task reading the socket must not strand the
+    other waiting requests (the reader role passes on)."""
+    async with open_test_server() as s, open_memory_client(s) as c:
+        await c.set(P("k"), 1)
+        results = []
+
+        async def getter():
+            results.append((await c.get(P("k"))).value)
+
+        async with trio.open_nursery() as n:
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await c.get(P("k"))  # cancelled before or while reading
+            for _ in range(20):
+                n.start_soon(getter)
+        assert results == [1] * 20
+        assert (await c.get(P("k"))).value == 1
+
+
+async def test_requests_while_watching(autojump_clock):
+    async with open_test_server() as s, open_memory_client(s) as c:
+        async with c.watch(P("w")) as w:
+            for i in range(50):
+                await c.set(P("w.x"), i)
+                assert (await c.get(P("w.x"))).value == i
+            got = [(await w.__anext__()).value for _ in range(50)]
+        assert got == list(range(50))
