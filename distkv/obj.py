@@ -36,8 +36,11 @@ class ClientEntry:
 
     @classmethod
     def child_type(cls, name: Any) -> type[ClientEntry]:
-        """The class for a child called ``name``; override to build typed trees."""
-        return ClientEntry
+        """The class for a child called ``name``; override to build typed trees.
+
+        By default children are of their parent's class, so a root whose
+        ``child_type`` returns ``MyEntry`` gets ``MyEntry`` all the way down."""
+        return cls
 
     @property
     def root(self) -> ClientRoot:
@@ -112,6 +115,10 @@ class ClientRoot(ClientEntry):
         self._client = client
         self._path = path
         self.synced = trio.Event()
+
+    @classmethod
+    def child_type(cls, name: Any) -> type[ClientEntry]:
+        return ClientEntry
 
     async def _apply(self, msg) -> None:
         e = self.follow(msg.path)

@@ -12,7 +12,7 @@ import trio
 from ..client import open_client
 from ..core.path import P, Path
 from ..core.types import NotGiven
-from ..exceptions import ClientChainError, NoDataError
+from ..exceptions import ClientChainError, NoDataError, ValueTypeError
 from .main import ArgParser, UsageError
 from .output import nest, yformat, yprint
 
@@ -142,7 +142,7 @@ def parse_value(kind: str, raw: str) -> Any:
     try:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError) as exc:
-        raise UsageError(f"cannot evaluate {raw!r}: {exc.__class__.__name__}: {exc}") from None
+        raise ValueTypeError(f"cannot evaluate {raw!r}: {exc.__class__.__name__}: {exc}") from None
 
 
 def run_data(cfg: dict, args: list[str]) -> int:
