@@ -14,7 +14,7 @@ from ..core.path import P, Path
 from ..core.types import NotGiven
 from ..exceptions import ClientChainError, NoDataError, ValueTypeError
 from .main import ArgParser, UsageError
-from .output import nest, yformat, yprint
+from .output import chain_out, nest, yformat, yprint
 
 DATA_ACTIONS = ("get", "set", "delete", "list", "watch")
 
@@ -163,7 +163,7 @@ async def _get(cfg: dict, path: Path, a) -> int:
             if "value" not in res:
                 raise NoDataError(f"{path} has no value")
             if a.chain:
-                yprint({"value": res.value, "chain": res.get("chain", []), "tock": res.tock})
+                yprint({"value": res.value, "chain": chain_out(res.get("chain")), "tock": res.tock})
             else:
                 yprint(res.value)
             return 0
@@ -173,7 +173,7 @@ async def _get(cfg: dict, path: Path, a) -> int:
             async for r in stream:
                 v = r.value
                 if a.chain:
-                    v = {"value": v, "chain": r.get("chain", []), "tock": r.tock}
+                    v = {"value": v, "chain": chain_out(r.get("chain")), "tock": r.tock}
                 items.append((r.path, v))
             yprint(nest(items, a.as_dict))
             return 0
@@ -181,7 +181,7 @@ async def _get(cfg: dict, path: Path, a) -> int:
         async for r in stream:
             doc = {"path": str(r.path), "value": r.value}
             if a.chain:
-                doc["chain"] = r.get("chain", [])
+                doc["chain"] = chain_out(r.get("chain"))
                 doc["tock"] = r.tock
             if not first:
                 sys.stdout.write("---\n")
@@ -283,7 +283,7 @@ async def _watch(cfg: dict, path: Path, a) -> int:
                     else:
                         doc["deleted"] = True
                     if a.chain:
-                        doc["chain"] = r.get("chain", [])
+                        doc["chain"] = chain_out(r.get("chain"))
                     if r.get("conflict"):
                         doc["conflict"] = True
                 sys.stdout.write(yformat(doc) + "---\n")

@@ -23,6 +23,18 @@ def _repr_tuple(dumper: yaml.SafeDumper, data: tuple):
     return dumper.represent_list(list(data))
 
 
+class Flow(list):
+    """A list printed on one line (``[node, tick]`` chain links)."""
+
+
+def _repr_flow(dumper: yaml.SafeDumper, data: Flow):
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+
+
+def chain_out(chain) -> list:
+    return [Flow(link) for link in chain or ()]
+
+
 def _repr_notgiven(dumper: yaml.SafeDumper, data: Any):
     return dumper.represent_scalar("!NotGiven", "")
 
@@ -31,6 +43,7 @@ Dumper.add_representer(Path, _repr_path)
 Dumper.add_representer(tuple, _repr_tuple)
 Dumper.add_representer(attrdict, Dumper.represent_dict)
 Dumper.add_representer(type(NotGiven), _repr_notgiven)
+Dumper.add_representer(Flow, _repr_flow)
 
 
 def yformat(data: Any) -> str:
