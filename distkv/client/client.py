@@ -189,9 +189,14 @@ class Client:
 
     async def _start_reader(self, nursery: trio.Nursery, c: Mapping) -> None:
         nursery.start_soon(self._stream_reader)
-        with trio.fail_after(float(c.get("init_timeout") or 5)):
-            while not self.server_info and self._closed is None:
-                await self._read_once()
+        try:
+            with trio.fail_after(float(c.get("init_timeout") or 5)):
+                while not self.server_info and self._closed is None:
+                    await self._read_once()
+        except trio.TooSlowError:
+            raise ServerClosedError(
+                "the server did not greet us (not a DistKV server, or TLS expected?)"
+            ) from None
         if self._closed is not None:
             raise ServerClosedError(f"server closed the connection: {self._closed}")
 
@@ -319,7 +324,6 @@ class Client:
         except BaseException:
             self._waiting.pop(seq, None)
             raise
-
 
         def abort(_raise_cancel):
             self._waiting.pop(seq, None)

@@ -20,7 +20,7 @@ from ..core.acl import AclTable, user_path
 from ..core.path import Path
 from ..core.replica import Replica
 from ..core.types import NotGiven
-from ..exceptions import AuthFailedError, PermissionDenied, StorageError
+from ..exceptions import AuthFailedError, ConfigError, PermissionDenied, StorageError
 from .commands import COMMANDS
 from .session import Session
 from .watch import WatchRegistry
@@ -32,6 +32,22 @@ PROTOCOL_VERSION = 1
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _server_ssl_context(cfg: Any):
+    """TLS for the client port: ``server.bind_default.ssl: {cert: FILE, key: FILE}``."""
+    if not cfg:
+        return None
+    import ssl
+
+    if not isinstance(cfg, dict) or not cfg.get("cert"):
+        raise ConfigError("server.bind_default.ssl needs cert (and key) file names")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cfg["cert"], cfg.get("key"))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load TLS certificate {cfg['cert']}: {exc}") from None
+    return ctx
 
 
 class Server:
@@ -241,9 +257,10 @@ class Server:
 
     async def _handle_client(self, stream: trio.SocketStream) -> None:
         try:
-            host, port = stream.socket.getpeername()[:2]
+            sock = getattr(stream, "transport_stream", stream).socket
+            host, port = sock.getpeername()[:2]
             peer = f"{host}:{port}"
-            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, AttributeError):
             peer = "?"
         session = Session(self, stream, peer)
@@ -284,6 +301,9 @@ class Server:
             bind = scfg["bind_default"]
             listeners = await trio.open_tcp_listeners(int(bind["port"]), host=bind.get("host"))
             self.ports = [lst.socket.getsockname()[:2] for lst in listeners]
+            ctx = _server_ssl_context(bind.get("ssl"))
+            if ctx is not None:
+                listeners = [trio.SSLListener(lst, ctx) for lst in listeners]
             nursery.start_soon(self._serve_clients, listeners)
             logger.info("node %s serving on %s", self.name, self.ports)
             self.started.set()
