@@ -10,6 +10,7 @@ import sys
 import trio
 
 from ..core.types import NotGiven, unwrap_group
+from ..server.notify import sd_notify
 from .main import ArgParser
 
 logger = logging.getLogger(__name__)
@@ -67,11 +68,13 @@ async def _main(cfg: dict, name: str, init, load: list[str]) -> None:
         nursery.start_soon(_signals, nursery.cancel_scope)
         await nursery.start(server.serve)
         print("Running.", flush=True)
+        sd_notify(READY=1, STATUS=f"serving on {server.ports[0][0]}:{server.ports[0][1]}")
 
 
 async def _signals(scope: trio.CancelScope) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
         async for sig in sigs:
             logger.info("signal %s: shutting down", sig)
+            sd_notify(STOPPING=1)
             scope.cancel()
             return
