@@ -24,20 +24,3 @@ todo(
     reason="needs replication between nodes",
     rows=[("2nd node start to serving 20k entries", "s", None)],
 )
-
-todo(
-    "persist_load",
-    group="persistence",
-    reason="needs persistence (state dir / load_file)",
-    rows=[("state load time, 100k entries", "s", None)],
-)
-
-todo(
-    "persist_write",
-    group="persistence",
-    reason="needs persistence (write log, fsync policies)",
-    rows=[
-        ("set, sequential, fsync per write", "ops/s", None),
-        ("set, sequential, fsync per batch", "ops/s", None),
-    ],
-)
