@@ -19,23 +19,48 @@ from .types import NotGiven
 EMPTY: tuple = ()
 
 
+TICK_BITS = 40
+TICK_MASK = (1 << TICK_BITS) - 1
+
+
 class Entry:
     """One node of the tree.
 
     ``value`` is :data:`NotGiven` for an intermediate entry or a tombstone; a tombstone
     has a chain (``node`` set), an entry that was never written has ``node is None``.
     ``node``/``tick`` are the chain head, ``prev`` the older links.
+
+    ``tock`` and ``tick`` share one int (``stamp = tock << 40 | tick``): one 48-byte
+    int instead of two 32-byte ones is 16 bytes less per entry, which is 1.6 MB per
+    100,000 entries on a Pi. 2**40 ticks are 35 years at 1,000 writes/s.
     """
 
-    __slots__ = ("value", "tock", "node", "tick", "prev", "children")
+    __slots__ = ("value", "stamp", "node", "prev", "children")
 
     def __init__(self):
         self.value: Any = NotGiven
-        self.tock: int = 0
+        self.stamp: int = 0
         self.node: str | None = None
-        self.tick: int = 0
         self.prev: chains.Chain = EMPTY
         self.children: dict | None = None
+
+    @property
+    def tick(self) -> int:
+        return self.stamp & TICK_MASK
+
+    @tick.setter
+    def tick(self, tick: int) -> None:
+        if tick >> TICK_BITS:
+            raise OverflowError(f"tick {tick} does not fit in {TICK_BITS} bits")
+        self.stamp = (self.stamp & ~TICK_MASK) | tick
+
+    @property
+    def tock(self) -> int:
+        return self.stamp >> TICK_BITS
+
+    @tock.setter
+    def tock(self, tock: int) -> None:
+        self.stamp = (tock << TICK_BITS) | (self.stamp & TICK_MASK)
 
     @property
     def chain(self) -> chains.Chain:
@@ -70,10 +95,11 @@ class Entry:
             if prev and any(lk[0] == node for lk in prev):
                 prev = tuple(lk for lk in prev if lk[0] != node)
             self.prev = prev
+        if tick >> TICK_BITS:
+            raise OverflowError(f"tick {tick} does not fit in {TICK_BITS} bits")
         self.value = value
         self.node = node
-        self.tick = tick
-        self.tock = tock
+        self.stamp = (tock << TICK_BITS) | tick
 
     def merge(self, value: Any, chain: chains.Chain, tock: int) -> int:
         """Apply a replicated write; returns one of the ``MERGE_*`` codes.
