@@ -40,11 +40,10 @@ def run_auth(cfg: dict, args: list[str]) -> int:
     g.add_argument("name")
     d = usub.add_parser("delete", help="remove a user")
     d.add_argument("name")
-    sp = usub.add_parser("set", help="set a user's parameter: set param NAME KEY VALUE")
-    sp.add_argument("param", choices=["param"])
-    sp.add_argument("name")
-    sp.add_argument("key", help="acl | groups | ...")
-    sp.add_argument("value", nargs="+")
+    sp = usub.add_parser(
+        "set", help="set a user's parameter: set [param] NAME KEY VALUE (or NAME KEY=VALUE)"
+    )
+    sp.add_argument("words", nargs="+", metavar="[param] NAME KEY VALUE")
     md = usub.add_parser("modify", help="change a user: name=NAME key=value ... [--aux k=v]")
     md.add_argument("--aux", action="append", default=[], metavar="KEY=VALUE")
     md.add_argument("params", nargs="+")
@@ -122,9 +121,7 @@ async def _auth(cfg: dict, a) -> int:
                 raise NoDataError(f"no {method} user {a.name}")
         elif a.op in ("set", "modify"):
             if a.op == "set":
-                name = a.name
-                value = a.value if a.key == "groups" else a.value[0]
-                changes = {a.key: value}
+                name, changes = _set_words(a.words)
             else:
                 params = resolve_params(a.params)
                 name = params.pop("name", None)
@@ -142,10 +139,28 @@ async def _auth(cfg: dict, a) -> int:
                 raise NoDataError(f"no {method} user {name}")
             aux = changes.pop("aux", None)
             record = m.update_user(res.value, changes)
+            record = {k: v for k, v in record.items() if v is not None}  # None = cleared
             if aux:
                 record["aux"] = {**(record.get("aux") or {}), **aux}
             await client.set(path, record, chain=res.chain)
     return 0
+
+
+def _set_words(words: list[str]) -> tuple[str, dict]:
+    """``[param] NAME KEY VALUE...`` or ``[param] NAME KEY=VALUE``: the spellings people
+    try. ``groups`` takes several values; ``-`` (or nothing) clears a parameter."""
+    if words and words[0] == "param":
+        words = words[1:]
+    if len(words) == 2 and "=" in words[1]:
+        key, _, value = words[1].partition("=")
+        values = value.split(",") if value else []
+    elif len(words) >= 2:
+        key, values = words[1], words[2:]
+    else:
+        raise UsageError("auth user set [param] NAME KEY VALUE")
+    if values in ([], ["-"]):
+        return words[0], {key: None}
+    return words[0], {key: values if key == "groups" else values[0]}
 
 
 # --- acl ---

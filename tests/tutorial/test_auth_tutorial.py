@@ -84,3 +84,21 @@ def test_test_auth_and_write_only_acl(server):
     assert res.returncode == 0 and res.stdout.strip() in ("{}", "")
     # root still can read what joe wrote
     assert ok(server.run(root + "data wom.foo.bar")) == "42\n"
+
+
+def test_user_set_spellings(server):
+    server.start("-i", "Testing")
+    ok(server.run("distkv client auth -m _test user add name=joe"))
+    for cmd in (
+        "auth user set param joe acl writeonly",
+        "auth -m _test user set joe acl writeonly",
+        "auth user set joe acl=writeonly",
+        "auth user modify name=joe acl=writeonly",
+    ):
+        ok(server.run("distkv client auth -m _test user set joe acl -"))
+        assert "acl" not in ok(server.run("distkv client auth -m _test user get joe"))
+        res = server.run(f"distkv client {cmd}")
+        if res.returncode and "which auth method" in res.stderr:  # auth not initialised yet
+            res = server.run(f"distkv client {cmd.replace('auth ', 'auth -m _test ', 1)}")
+        ok(res)
+        assert ok(server.run("distkv client auth -m _test user get joe")) == "acl: writeonly\n", cmd
