@@ -173,6 +173,27 @@ def _entry_msg(seq: int, rel: tuple, e, nchain: int) -> dict:
     return m
 
 
+def _stream_args(msg: dict) -> tuple[Path, int, int, int, int]:
+    return (
+        get_path(msg),
+        msg["seq"],
+        _int(msg, "min_depth", 0),
+        _int(msg, "max_depth", -1),
+        _int(msg, "nchain", 0),
+    )
+
+
+def _readable_entries(server: Server, session: Session, path: Path, min_depth: int, max_depth: int):
+    """``(relative path, entry)`` for every value below ``path`` the session may read."""
+    acl = session.acl
+    for rel, e in server.replica.tree.walk(path, min_depth, max_depth):
+        if e.value is NotGiven:
+            continue
+        if acl is not None and not acl.allowed(path + rel, "r"):
+            continue
+        yield rel, e
+
+
 @command("get_tree", kind="stream")
 async def cmd_get_tree(server: Server, session: Session, msg: dict) -> None:
     """Stream every entry with a value below ``path``.
@@ -180,20 +201,9 @@ async def cmd_get_tree(server: Server, session: Session, msg: dict) -> None:
     Sent in chunks with backpressure, so a large tree neither blocks the server nor
     piles up in memory for a slow reader.
     """
-    path = get_path(msg)
-    seq = msg["seq"]
-    nchain = _int(msg, "nchain", 0)
-    min_depth = _int(msg, "min_depth", 0)
-    max_depth = _int(msg, "max_depth", -1)
-    acl = session.acl
-    n = 0
-    for rel, e in server.replica.tree.walk(path, min_depth, max_depth):
-        if e.value is NotGiven:
-            continue
-        if acl is not None and not server.acl_allows(session, path + rel, "r"):
-            continue
-        session.send(_entry_msg(seq, rel, e, nchain))
-        n += 1
+    path, seq, min_depth, max_depth, nchain = _stream_args(msg)
+    for n, item in enumerate(_readable_entries(server, session, path, min_depth, max_depth), 1):
+        session.send(_entry_msg(seq, *item, nchain))
         if n % 500 == 0:
             session.wakeup.set()
             await session.wait_writable()
@@ -208,22 +218,13 @@ async def cmd_watch(server: Server, session: Session, msg: dict) -> None:
     change can slip in between: the client sees the dump, ``uptodate``, then only
     changes newer than the dump.
     """
-    path = get_path(msg)
-    seq = msg["seq"]
+    path, seq, min_depth, max_depth, nchain = _stream_args(msg)
     server.check_acl(session, path, "r")
-    nchain = _int(msg, "nchain", 0)
-    min_depth = _int(msg, "min_depth", 0)
-    max_depth = _int(msg, "max_depth", -1)
     w = Watcher(session, seq, path, min_depth, max_depth, nchain)
     session.watchers[seq] = w
     server.watches.add(w)
     if msg.get("fetch"):
-        acl = session.acl
-        for rel, e in server.replica.tree.walk(path, min_depth, max_depth):
-            if e.value is NotGiven:
-                continue
-            if acl is not None and not server.acl_allows(session, path + rel, "r"):
-                continue
+        for rel, e in _readable_entries(server, session, path, min_depth, max_depth):
             session.send(_entry_msg(seq, rel, e, nchain))
         session.send({"seq": seq, "state": "uptodate"})
     session.wakeup.set()
