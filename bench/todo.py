@@ -6,21 +6,6 @@ e.g. in a new module listed in ``bench.MODULES``. ``ctx.pool.start_server`` star
 more nodes; extend it with the options a cluster needs (bus, state dir).
 """
 
-from . import todo
+from . import todo  # noqa: F401 - kept for future placeholders
 
-todo(
-    "repl_watch_latency",
-    group="replication",
-    reason="needs replication between nodes",
-    rows=[
-        ("watch latency p50, across nodes", "ms", None),
-        ("watch latency p99, across nodes", "ms", None),
-    ],
-)
-
-todo(
-    "repl_sync",
-    group="replication",
-    reason="needs replication between nodes",
-    rows=[("2nd node start to serving 20k entries", "s", None)],
-)
+# (none left: replication is in bench/cluster.py)

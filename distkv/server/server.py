@@ -53,7 +53,7 @@ def _server_ssl_context(cfg: Any):
 class Server:
     """A DistKV node: the tree, its clients, and the hooks every change goes through."""
 
-    def __init__(self, name: str, cfg: dict, *, init: Any = NotGiven):
+    def __init__(self, name: str, cfg: dict, *, init: Any = NotGiven, bus: Any = None):
         self.name = name
         self.cfg = cfg
         self.replica = Replica(name)
@@ -70,6 +70,11 @@ class Server:
         # Replication (distkv.server.replication.Replicator) when a bus is configured;
         # without one the replica's outgoing messages are simply dropped.
         self.replicator = None
+        # What the replicator connects to: ``bus`` (e.g. a MemoryNetwork in tests) if
+        # given, else ``server.mqtt`` when its uri is set; None: no bus (local only).
+        self.bus_target = bus
+        # Extra keyword arguments for the Replicator (tests: clock, connect, replica).
+        self.repl_options: dict[str, Any] = {}
         self.ports: list[tuple[str, int]] = []
         self.started = trio.Event()
 
@@ -209,9 +214,6 @@ class Server:
         if session.acl is not None:
             session.acl.check(path, right)
 
-    def acl_allows(self, session: Session, path: Path, right: str) -> bool:
-        return session.acl is None or session.acl.allowed(path, right)
-
     def check_type(self, session: Session, path: Path, value: Any) -> None:
         """Type checks on values (see the types issue); nothing to check yet."""
 
@@ -251,6 +253,7 @@ class Server:
             "entries": self.replica.tree.count() - 1,
             "clients": len(self.sessions),
             "conflicts": self.replica.conflicts,
+            "replication": self.replicator.state() if self.replicator is not None else None,
         }
 
     # --- running ---
@@ -304,10 +307,32 @@ class Server:
             ctx = _server_ssl_context(bind.get("ssl"))
             if ctx is not None:
                 listeners = [trio.SSLListener(lst, ctx) for lst in listeners]
+            # before serving clients: a joining node must gate requests until it is ready
+            await nursery.start(self._replicate)
             nursery.start_soon(self._serve_clients, listeners)
             logger.info("node %s serving on %s", self.name, self.ports)
             self.started.set()
             task_status.started(self.ports)
+
+    def bus_config(self) -> Any:
+        """The bus to replicate over: ``bus=`` if given, else ``server.mqtt`` (a uri or
+        a mapping with ``uri``) unless its uri is null; None means no bus."""
+        if self.bus_target is not None:
+            return self.bus_target
+        mq = self.cfg["server"].get("mqtt")
+        if isinstance(mq, str):
+            return mq or None
+        if isinstance(mq, dict) and mq.get("uri"):
+            return mq
+        return None
+
+    async def _replicate(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Run the :class:`~distkv.server.replication.Replicator` (also without a bus:
+        it still ticks the replica, which purges tombstones)."""
+        from .replication import Replicator
+
+        rep = Replicator(self, self.bus_config(), **self.repl_options)
+        await rep.serve(task_status=task_status)
 
 
 async def serve(

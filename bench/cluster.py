@@ -1,0 +1,186 @@
+"""Replication benchmarks: two `distkv server` processes on a private mosquitto."""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+
+import trio
+
+from . import Result, at_most, benchmark
+from .measure import percentile
+from .procs import HOST, distkv_cmd, free_port
+
+SYNC_N = 20_000
+
+
+@asynccontextmanager
+async def _broker():
+    from distkv.testing.mosquitto import Mosquitto
+
+    b = Mosquitto(max_queued_messages=100_000)
+    await b.astart()
+    try:
+        yield b
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(b.close)
+
+
+async def _node(ctx, broker, name: str, *args: str):
+    port = free_port()
+    argv = [
+        *distkv_cmd(),
+        "-C",
+        f"server.bind_default.host={HOST}",
+        "-C",
+        f"server.bind_default.port={port}",
+        "-C",
+        f"server.mqtt.uri={broker.uri}",
+        "-C",
+        "server.ready_timeout=30",
+        "server",
+        *args,
+        name,
+    ]
+    return await ctx.pool.spawn(name, argv, port, timeout=15)
+
+
+@benchmark(
+    "repl_sync",
+    group="replication",
+    rows=[
+        ("2nd node start to serving 20k entries", "s", at_most(1.5)),
+        ("2nd node start to serving, empty tree", "s", at_most(0.5)),
+    ],
+)
+async def bench_repl_sync(ctx) -> list[Result]:
+    """Node one (-i) holds N entries; spawn node two (no -i) and time from spawn until
+    a `get` on two answers (requests wait until the sync is done)."""
+    from distkv.client import open_client
+    from distkv.util import P
+
+    n = ctx.scale(SYNC_N, 2000)
+    out = []
+    async with _broker() as broker:
+        for fill in (n, 0):
+            one = await _node(ctx, broker, f"one{fill}", "-i", "Testing")
+            try:
+                async with open_client(connect={"host": HOST, "port": one.port}) as c:
+
+                    async def put(lo, c=c, fill=fill):
+                        for i in range(lo, fill, 32):
+                            await c.set(P(f"sync.k{i}"), {"i": i, "s": "x" * 20})
+
+                    async with trio.open_nursery() as nursery:
+                        for lo in range(32):
+                            nursery.start_soon(put, lo)
+                    # let one's updates finish flowing through the broker first
+                    with trio.fail_after(30):
+                        while (await c.get_state()).replication["bus"]["pending"]:
+                            await trio.sleep(0.05)
+                t0 = time.perf_counter()
+                two = await _node(ctx, broker, f"two{fill}")
+                try:
+                    async with open_client(connect={"host": HOST, "port": two.port}) as c:
+                        assert (await c.get(P(":"))).value == "Testing"
+                        dt = time.perf_counter() - t0
+                        st = (await c.get_state()).replication
+                        got = sum(1 for _ in [x async for x in c.get_tree(P("sync"))])
+                finally:
+                    await ctx.stop(two)
+            finally:
+                await ctx.stop(one)
+            ls = st.get("last_sync") or {}
+            note = f"{got} entries; the dump itself took {ls.get('seconds')} s"
+            if fill:
+                out.append(
+                    Result(
+                        f"2nd node start to serving {n // 1000}k entries",
+                        dt,
+                        "s",
+                        at_most(1.5),
+                        note=note,
+                    )
+                )
+            else:
+                out.append(
+                    Result(
+                        "2nd node start to serving, empty tree", dt, "s", at_most(0.5), note=note
+                    )
+                )
+    return out
+
+
+@benchmark(
+    "repl_watch_latency",
+    group="replication",
+    rows=[
+        ("watch latency p50, across nodes", "ms", at_most(0.6)),
+        ("watch latency p99, across nodes", "ms", at_most(1.2)),
+    ],
+)
+async def bench_repl_watch_latency(ctx) -> list[Result]:
+    """Writer on node one, watcher on node two: time from before `set` until the
+    watcher's iterator yields the event (one write at a time)."""
+    from distkv.client import open_client
+    from distkv.util import P
+
+    n = ctx.scale(3000, 300)
+    warm = ctx.scale(300, 50)
+    now = time.perf_counter
+    lat: list[float] = []
+    got_send, got_recv = trio.open_memory_channel(10)
+    async with _broker() as broker:
+        one = await _node(ctx, broker, "wone", "-i", "Testing")
+        two = await _node(ctx, broker, "wtwo")
+        try:
+            async with (
+                open_client(connect={"host": HOST, "port": one.port}) as writer,
+                open_client(connect={"host": HOST, "port": two.port}) as watcher,
+                trio.open_nursery() as nursery,
+            ):
+                await watcher.get(P(":"))  # ready
+                async with watcher.watch(P("b.watch"), fetch=False) as w:
+
+                    async def listen():
+                        async for ev in w:
+                            t = now()
+                            if "path" in ev and "value" in ev:
+                                await got_send.send((ev.value, t))
+
+                    nursery.start_soon(listen)
+                    with trio.fail_after(10):
+                        while True:
+                            await writer.set(P("b.watch.k"), -1)
+                            with trio.move_on_after(0.05):
+                                await got_recv.receive()
+                                break
+                    while True:
+                        try:
+                            got_recv.receive_nowait()
+                        except trio.WouldBlock:
+                            break
+                    with trio.fail_after(ctx.scale(30, 10)):
+                        for i in range(warm + n):
+                            t0 = now()
+                            await writer.set(P("b.watch.k"), i)
+                            while True:
+                                v, t = await got_recv.receive()
+                                if v == i:
+                                    break
+                            if i >= warm:
+                                lat.append(t - t0)
+                    nursery.cancel_scope.cancel()
+        finally:
+            await ctx.stop(two)
+            await ctx.stop(one)
+    lat.sort()
+    ms = [x * 1000 for x in lat]
+    note = f"{len(ms)} writes, min {ms[0]:.3f} ms, max {ms[-1]:.3f} ms"
+    return [
+        Result(
+            "watch latency p50, across nodes", percentile(ms, 50), "ms", at_most(0.6), note=note
+        ),
+        Result("watch latency p99, across nodes", percentile(ms, 99), "ms", at_most(1.2)),
+    ]

@@ -1,0 +1,644 @@
+"""The replication shell: moves messages between the node's Replica and the bus.
+
+:class:`Replicator` is the trio side of :mod:`distkv.core.replica` (which is pure and
+says in its module docstring how it must be driven). One runs inside every
+:meth:`Server.serve <distkv.server.server.Server.serve>`; ``docs/replication.md``
+describes the topics, the message formats and the join / repair / purge procedures.
+
+What it does:
+
+* **Local writes** queue ``update`` messages in the replica's outbox;
+  :meth:`Replicator.flush` (called by ``Server.after_batch``) publishes them with
+  ``publish_nowait``. A full bus (``BusOverflowError``) is counted, never waited for:
+  peers notice the gap and repair it.
+* **Bus messages** (``update/+``, ``repair/<me>``, ``presence/+``) are decoded in
+  bursts, fed to :meth:`Replica.receive`, and every resulting change goes through
+  ``server.changed`` (watchers, persistence, log files), then ``server.after_batch``.
+* **Periodic** work every ~100 ms: :meth:`Replica.periodic` (heartbeat, repair
+  requests, tombstone purging); purges are written to the state directory.
+* **Presence**: the replica's presence record plus this node's client address
+  (``server.advertise`` or the bound address), published retained; the last will
+  marks the node offline. Peers find each other's client address there.
+* **Joining**: a node started without ``-i`` and without data does not invent a new
+  network: it waits for a ready peer, streams the peer's :meth:`Replica.dump` over the
+  client protocol (action ``sync_dump``, logging in with ``connect.auth``), while the
+  replica buffers live bus updates, and only then becomes ready.
+* **Readiness**: while the node is not ready, data requests wait for it (at most
+  ``server.ready_timeout`` seconds, default 5) and then fail with
+  :class:`~distkv.exceptions.NotReadyError`; ``ping``, ``auth``, ``get_state`` and
+  ``stop`` are always answered.
+* **Conflicts** are written, bounded, under ``.distkv conflict <node> <slot>`` (a ring
+  of ``server.conflict_records`` entries per node, default 100) and flagged on the
+  watch events of the affected entries.
+
+A bus that is down never blocks the server: publishing is non-blocking, the bus
+reconnects by itself, and a node with data keeps serving reads and writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..core import tree as trees
+from ..core.path import Path
+from ..core.replica import DROPPED, PRESENCE, UPDATE
+from ..exceptions import DistKVError, NotReadyError, PermissionDenied
+from ..wire import codec
+from .commands import COMMANDS, command
+
+if TYPE_CHECKING:
+    from ..client.client import Client
+    from .server import Server
+    from .session import Session
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Replicator", "UNGATED"]
+
+#: Actions answered also while the node is not ready.
+UNGATED = frozenset({"ping", "auth", "get_state", "stop", "log_stop", "sync_dump"})
+
+#: Entries per message of a ``sync_dump`` stream.
+DUMP_CHUNK = 256
+#: Bus messages handled per burst before the batch is flushed.
+RECV_BURST = 1000
+
+CONFLICT = (".distkv", "conflict")
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@command("sync_dump", kind="stream")
+async def cmd_sync_dump(server: Server, session: Session, msg: dict) -> None:
+    """Stream this node's :meth:`Replica.dump` to a joining node.
+
+    Items are ``{"items": [dump message, ...]}`` chunks. Needs unrestricted access
+    (the dump holds the whole tree, system entries included) and a ready node.
+    """
+    if session.acl is not None:
+        raise PermissionDenied(f"{session.user} may not read the full replication dump")
+    r = server.replica
+    if not r.ready:
+        raise NotReadyError(f"node {server.name} is not ready; sync from another node")
+    seq = msg["seq"]
+    chunk: list[dict] = []
+    for m in r.dump():
+        chunk.append(m)
+        if len(chunk) >= DUMP_CHUNK:
+            session.send({"seq": seq, "items": chunk})
+            chunk = []
+            session.wakeup.set()
+            await session.wait_writable()
+            await trio.lowlevel.checkpoint()
+    if chunk:
+        session.send({"seq": seq, "items": chunk})
+
+
+# ------------------------------------------------------------------------- replicator
+
+
+class Replicator:
+    """Drives ``server.replica`` over a bus; see the module docstring.
+
+    ``target`` is what :func:`distkv.bus.base.open_bus` takes (a URI, the
+    ``server.mqtt`` config mapping, a :class:`~distkv.bus.memory.MemoryNetwork`) or
+    None for a node without a bus (it still ticks: purges, outbox draining).
+
+    ``clock``: milliseconds for the replica's liveness/repair/purge timing (default
+    wall clock; tests pass the trio clock). ``connect(peer, addr)``: an async context
+    manager yielding a :class:`~distkv.client.Client` connected to a peer (default: TCP
+    to the advertised address with this node's ``connect`` config, including
+    ``connect.auth``). ``replica``: attribute overrides for the Replica's timing knobs
+    (``heartbeat_ms``, ``repair_delay_ms``, ``purge_interval_ms``, ...), merged over
+    ``server.replication`` from the config.
+    """
+
+    def __init__(
+        self,
+        server: Server,
+        target: Any,
+        *,
+        clock: Callable[[], int] | None = None,
+        connect: Callable[[str, tuple], AbstractAsyncContextManager[Client]] | None = None,
+        replica: dict | None = None,
+        interval: float = 0.1,
+    ):
+        self.server = server
+        self.replica = server.replica
+        for action in ("sync_dump",):  # registered after the server copied the table
+            server.commands.setdefault(action, COMMANDS[action])
+        self.name = server.name
+        self.target = target
+        scfg = server.cfg["server"]
+        self.root = scfg.get("root") or "distkv"
+        self.clock = clock or wall_ms
+        self.connect = connect or self._tcp_connect
+        self.interval = interval
+        self.ready_timeout = float(scfg.get("ready_timeout", 5))
+        self.sync_timeout = float(scfg.get("sync_timeout", 120))
+        self.conflict_slots = max(1, int(scfg.get("conflict_records", 100)))
+        knobs = dict(scfg.get("replication") or {})
+        knobs.update(replica or {})
+        for k, v in knobs.items():
+            if not hasattr(self.replica, k) or k.startswith("_"):
+                raise ValueError(f"unknown replication setting {k!r}")
+            setattr(self.replica, k, v)
+
+        self.bus = None
+        #: "local" (no bus), "waiting for peer", "syncing from X", "ready"
+        self.status = "starting"
+        self.peer_addr: dict[str, list] = {}
+        self.stats = {
+            "sent": 0,
+            "received": 0,
+            "overflow": 0,
+            "unsent": 0,
+            "bad_messages": 0,
+            "lost": 0,
+            "syncs": 0,
+            "sync_failures": 0,
+            "purged": 0,
+        }
+        self.last_sync: dict | None = None
+        self._ready_evt = trio.Event()
+        self._wake_sync = trio.Event()
+        self._gate: dict[str, tuple] | None = None
+        self._presence: dict | None = None
+        self._presence_evt = trio.Event()
+        self._pending_conflicts: list[dict] = []
+        self._waiting_logged = False
+        if self.replica.ready:
+            self._ready_evt.set()
+
+    # --- readiness ---------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.replica.ready
+
+    def _check_ready(self) -> None:
+        """Open or close the request gate after the replica's readiness changed."""
+        r = self.replica
+        if r.ready:
+            if not self._ready_evt.is_set():
+                self._ready_evt.set()
+                self._open_gate()
+                self.status = "ready"
+                logger.warning("node %s is ready", self.name)
+                # tell the others at once, not at the next heartbeat
+                r.outbox.append(r.presence())
+                self._flush_pending_conflicts()
+        else:
+            if self._ready_evt.is_set():
+                self._ready_evt = trio.Event()
+                self._close_gate()
+                logger.warning("node %s needs a resync (it may have missed a purge)", self.name)
+            if r.needs_sync and not r.syncing:
+                self._wake_sync.set()
+
+    def _close_gate(self) -> None:
+        if self._gate is not None:
+            return
+        cmds = self.server.commands
+        self._gate = {}
+        for name, (fn, kind) in list(cmds.items()):
+            if name in UNGATED:
+                continue
+            self._gate[name] = (fn, kind)
+            cmds[name] = (self._gated(fn, kind), "stream" if kind == "stream" else "async")
+
+    def _open_gate(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate:
+            self.server.commands.update(gate)
+
+    def _gated(self, fn, kind: str):
+        async def gated(server: Server, session: Session, msg: dict):
+            await self.wait_ready()
+            if kind == "sync":
+                return fn(server, session, msg)
+            return await fn(server, session, msg)
+
+        return gated
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until the node is ready; :class:`NotReadyError` after ``timeout``
+        (default ``server.ready_timeout``)."""
+        if self.replica.ready:
+            return
+        with trio.move_on_after(self.ready_timeout if timeout is None else timeout):
+            while not self.replica.ready:
+                await self._ready_evt.wait()
+        if not self.replica.ready:
+            raise NotReadyError(f"node {self.name} is not ready: {self.status}")
+
+    # --- outgoing ----------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Publish everything the replica queued (``Server.after_batch`` calls this)."""
+        r = self.replica
+        if not r.outbox:
+            return
+        msgs = r.drain()
+        bus = self.bus
+        if bus is None:
+            for m in msgs:
+                if m["type"] == PRESENCE:
+                    self._set_presence(m)
+            return
+        name = self.name
+        # Never connected (no broker yet, or none at all): nobody to tell, and queueing
+        # would only fill memory; peers learn these ticks by presence and repair.
+        # After a connection was lost, QoS 1 messages are queued (up to max_pending)
+        # and sent on reconnect, which saves repair work after short outages.
+        hold = not bus.connected and not bus.stats.connects
+        for m in msgs:
+            typ = m["type"]
+            if typ == PRESENCE:
+                self._set_presence(m)
+                continue
+            if hold:
+                self.stats["unsent"] += 1
+                continue
+            to = m.get("to")
+            topic = f"repair/{to}" if to is not None else f"update/{name}"
+            if bus.pending >= bus.max_pending:
+                self.stats["overflow"] += 1
+                continue
+            try:
+                bus.publish_nowait(topic, codec.packb(m))
+            except DistKVError:  # BusOverflowError, BusClosedError: repair catches up
+                self.stats["overflow"] += 1
+            else:
+                self.stats["sent"] += 1
+
+    def _set_presence(self, m: dict) -> None:
+        m["addr"] = self.advertised()
+        m["version"] = 1
+        self._presence = m
+        self._presence_evt.set()
+
+    def advertised(self) -> list | None:
+        """The client address peers should use: ``server.advertise`` (``host``,
+        ``host:port`` or ``{host, port}``), else the first bound address."""
+        adv = self.server.cfg["server"].get("advertise")
+        host = port = None
+        if self.server.ports:
+            host, port = self.server.ports[0][:2]
+        if isinstance(adv, dict):
+            host = adv.get("host") or host
+            port = adv.get("port") or port
+        elif isinstance(adv, str) and adv:
+            h, sep, p = adv.rpartition(":")
+            if sep and p.isdigit() and not h.endswith(":"):
+                host, port = h.strip("[]"), int(p)
+            else:
+                host = adv
+        if host is None or port is None:
+            return None
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()
+        return [host, int(port)]
+
+    # --- incoming ----------------------------------------------------------------
+
+    def handle(self, msgs: list) -> None:
+        """Feed a burst of bus messages to the replica and apply the changes."""
+        r = self.replica
+        now = self.clock()
+        own = f"update/{self.name}"
+        presence = False
+        for bm in msgs:
+            if bm.lost:
+                self.stats["lost"] += bm.lost
+            if bm.topic == own or not bm.payload:
+                continue
+            try:
+                m = codec.unpackb(bm.payload)
+                typ = m["type"]
+            except Exception as exc:  # noqa: BLE001 - a foreign publisher must not kill us
+                self.stats["bad_messages"] += 1
+                if self.stats["bad_messages"] == 1:
+                    logger.warning("undecodable bus message on %s: %r", bm.topic, exc)
+                continue
+            self.stats["received"] += 1
+            if typ == PRESENCE:
+                presence = True
+                node = m.get("node")
+                if m.get("online", True) and m.get("addr"):
+                    self.peer_addr[node] = m["addr"]
+            try:
+                changes = r.receive(m, now)
+            except (KeyError, TypeError, ValueError) as exc:
+                self.stats["bad_messages"] += 1
+                logger.warning("bad %s message on %s: %r", typ, bm.topic, exc)
+                continue
+            if changes:
+                self.apply(changes)
+        if presence:
+            self._wake_sync.set()
+        self._after()
+
+    def apply(self, changes: list) -> None:
+        """Route replica changes to watchers, persistence and logs."""
+        srv = self.server
+        for path, e, code in changes:
+            if code == trees.MERGE_SAME:
+                continue
+            if code == DROPPED:
+                self._purged(path, e, notify=True)
+            elif code == trees.MERGE_KEPT:
+                # our value stays, only the chain grew: persist it, nothing to show
+                if srv.storage is not None:
+                    srv.storage.append_entry(path, e)
+                if srv.logfile is not None:
+                    srv.logfile.append_entry(path, e)
+            else:
+                srv.changed(path, e, code >= trees.MERGE_CONFLICT_TAKEN)
+
+    def _purged(self, path: tuple, e, notify: bool) -> None:
+        srv = self.server
+        self.stats["purged"] += 1
+        if notify:
+            if path and path[0] is None:
+                srv._system_changed(path, e)
+            srv.watches.notify(path, e)
+        if srv.storage is not None:
+            srv.storage.append_purge(path)
+        if srv.logfile is not None:
+            srv.logfile.append_purge(path)
+
+    def _after(self) -> None:
+        """End of a batch of replica work: conflicts, readiness, flush everything."""
+        r = self.replica
+        if r.conflict_log:
+            self._pending_conflicts.extend(r.drain_conflicts())
+            del self._pending_conflicts[: -self.conflict_slots]
+        if self._pending_conflicts and r.ready:
+            self._flush_pending_conflicts()
+        self._check_ready()
+        self.server.after_batch()
+
+    def _flush_pending_conflicts(self) -> None:
+        """Write conflict records (only when ready: a node that has not learned its
+        tick yet must not write)."""
+        recs, self._pending_conflicts = self._pending_conflicts, []
+        r = self.replica
+        k = self.conflict_slots
+        first = r.conflicts - len(recs)
+        base = (*CONFLICT, self.name)
+        for i, rec in enumerate(recs):
+            n = first + i
+            p = rec["path"]
+            value = {
+                "path": p if isinstance(p, Path) else Path.build(p),
+                "winner": list(rec["winner"]),
+                "loser": list(rec["loser"]),
+                "n": n,
+                "time": time.time(),
+            }
+            self.server.write(Path.build((*base, n % k)), value)
+
+    # --- periodic ----------------------------------------------------------------
+
+    def tick(self) -> None:
+        """One periodic step: replica housekeeping, purges persisted, messages sent."""
+        r = self.replica
+        now = self.clock()
+        before = None
+        if now >= r._next_purge and r._tombstones and not (r.needs_sync or r.syncing):
+            before = list(r._tombstones)
+        r.periodic(now)
+        if before is not None:
+            for p in before:
+                e = r.tree.lookup(p)
+                if e is None or e.node is None:
+                    self._purged(p, e, notify=False)
+        self._after()
+
+    async def _periodic(self) -> None:
+        while True:
+            self.tick()
+            await trio.sleep(self.interval)
+
+    async def _presence_task(self) -> None:
+        while True:
+            await self._presence_evt.wait()
+            self._presence_evt = trio.Event()
+            m = self._presence
+            if m is None or self.bus is None:
+                continue
+            try:
+                with trio.move_on_after(5):
+                    await self.bus.set_presence(codec.packb(m))
+            except DistKVError as exc:
+                logger.debug("cannot publish presence: %r", exc)
+
+    async def _receiver(self, sub) -> None:
+        try:
+            while True:
+                batch = [await sub.receive()]
+                while len(batch) < RECV_BURST:
+                    try:
+                        batch.append(sub.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                self.handle(batch)
+        except DistKVError:  # bus closed
+            return
+
+    # --- joining -----------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _tcp_connect(self, peer: str, addr) -> AsyncIterator[Client]:
+        from ..client import open_client
+        from ..config import merge
+
+        host, port = addr[0], int(addr[1])
+        cfg = merge(self.server.cfg, {"connect": {"host": host, "port": port}})
+        async with open_client(cfg) as client:
+            yield client
+
+    async def _sync_loop(self) -> None:
+        r = self.replica
+        delay = 0.2
+        while True:
+            if not r.needs_sync or r.syncing:
+                self._wake_sync = trio.Event()
+                await self._wake_sync.wait()
+                continue
+            src = r.sync_source(self.clock())
+            addr = self.peer_addr.get(src) if src is not None else None
+            if src is None or addr is None:
+                self.status = "waiting for peer"
+                if not self._waiting_logged:
+                    self._waiting_logged = True
+                    logger.warning(
+                        "node %s has no data: waiting for a peer to sync from "
+                        "(start the first node of a new network with -i)",
+                        self.name,
+                    )
+                self._wake_sync = trio.Event()
+                with trio.move_on_after(1):
+                    await self._wake_sync.wait()
+                continue
+            if await self._sync_from(src, addr):
+                delay = 0.2
+                self._waiting_logged = False
+            else:
+                await trio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _sync_from(self, src: str, addr) -> bool:
+        """One full sync; True on success."""
+        r = self.replica
+        self.status = f"syncing from {src}"
+        logger.info("node %s: syncing from %s at %s", self.name, src, addr)
+        t0 = time.perf_counter()
+        n = 0
+        r.sync_begin()
+        try:
+            with trio.fail_after(self.sync_timeout):
+                async with self.connect(src, addr) as client:
+                    from ..client.client import StreamCall
+
+                    async with StreamCall(client, "sync_dump", {}) as call:
+                        async for item in call:
+                            now = self.clock()
+                            for m in item.get("items") or ():
+                                changes = r.sync_feed(m, now)
+                                n += 1
+                                if changes:
+                                    self.apply(changes)
+                            if not r.syncing:  # sync_end was fed: we are done
+                                self._synced(src, n, t0)
+                                break
+                            self._after()
+            if r.syncing or self.last_sync is None or self.last_sync["t0"] != t0:
+                raise DistKVError("the dump ended early")
+        except (DistKVError, OSError, trio.TooSlowError) as exc:
+            if r.syncing:
+                self.apply(r.sync_abort())
+            self._after()
+            self.stats["sync_failures"] += 1
+            log = logger.warning if self.stats["sync_failures"] == 1 else logger.info
+            log("node %s: sync from %s failed: %s: %s", self.name, src, type(exc).__name__, exc)
+            self.status = "waiting for peer"
+            return False
+        return True
+
+    def _synced(self, src: str, n: int, t0: float) -> None:
+        self.stats["syncs"] += 1
+        dt = time.perf_counter() - t0
+        self.last_sync = {"from": src, "messages": n, "seconds": round(dt, 3), "t0": t0}
+        logger.info("node %s: synced %d messages from %s in %.3f s", self.name, n, src, dt)
+        self._after()
+
+    # --- running -----------------------------------------------------------------
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled. Starts at once; never waits for the broker."""
+        srv = self.server
+        r = self.replica
+        srv.replicator = self
+        if self.target is None:
+            self.status = "local"
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._periodic)
+                task_status.started()
+            return
+        from ..bus.base import open_bus
+
+        if not has_data(srv):
+            # no -i, no state, nothing loaded: this node joins an existing network
+            r.request_sync()
+        self.status = "ready" if r.ready else "waiting for peer"
+        if not r.ready:
+            self._ready_evt = trio.Event()
+            self._close_gate()
+        will = codec.packb({"type": PRESENCE, "node": self.name, "online": False})
+        try:
+            async with (
+                open_bus(self.target, self.root, self.name, will=will) as bus,
+                bus.subscribe("presence/+") as pres,
+                bus.subscribe(f"{UPDATE}/+") as upd,
+                bus.subscribe(f"repair/{self.name}") as rep,
+                trio.open_nursery() as nursery,
+            ):
+                self.bus = bus
+                for sub in (pres, upd, rep):
+                    nursery.start_soon(self._receiver, sub)
+                nursery.start_soon(self._presence_task)
+                nursery.start_soon(self._sync_loop)
+                nursery.start_soon(self._periodic)
+                task_status.started()
+        finally:
+            self.bus = None
+
+    # --- status ------------------------------------------------------------------
+
+    def state(self) -> dict:
+        """Replication status for ``get_state`` (``distkv client internal state``)."""
+        r = self.replica
+        now = self.clock()
+        gaps = r.gaps()
+        ticks = {}
+        for o, s in sorted(r.seen.items()):
+            ticks[o] = {
+                "seen": s.to_list(),
+                "known": max(r.known.get(o, 0), s.max),
+                "missing": [list(g) for g in gaps.get(o, ())],
+            }
+        peers = {}
+        for name, p in sorted(r.peers.items()):
+            peers[name] = {
+                "online": p.online,
+                "live": r.is_live(p, now),
+                "ready": p.ready,
+                "syncing": p.syncing,
+                "tick": p.tick,
+                "addr": self.peer_addr.get(name),
+                "last_seen_s": round((now - p.last_ms) / 1000, 1) if p.last_ms else None,
+            }
+        bus = self.bus
+        out: dict[str, Any] = {
+            "status": self.status,
+            "ready": r.ready,
+            "needs_sync": r.needs_sync,
+            "syncing": r.syncing,
+            "ticks": ticks,
+            "horizon": dict(r.horizon),
+            "peers": peers,
+            "conflicts": r.conflicts,
+            "tombstones": len(r._tombstones),
+            "stats": dict(self.stats),
+            "bus": None,
+        }
+        if self.last_sync:
+            out["last_sync"] = {k: v for k, v in self.last_sync.items() if k != "t0"}
+        if bus is not None:
+            out["bus"] = {
+                "root": self.root,
+                "connected": bus.connected,
+                "pending": bus.pending,
+                **asdict(bus.stats),
+            }
+        return out
+
+
+def has_data(server: Server) -> bool:
+    """Whether the node holds any written entry (tombstones count)."""
+    return any(e.node is not None for _, e in server.replica.tree.walk(sort=False))
