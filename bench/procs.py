@@ -130,6 +130,8 @@ class ProcessPool:
                 f"server.bind_default.host={HOST}",
                 "-C",
                 f"server.bind_default.port={port}",
+                "-C",
+                "server.mqtt.uri=null",  # a single node; never join a broker running here
                 "server",
                 "-i",
                 "Testing",

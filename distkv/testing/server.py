@@ -17,9 +17,10 @@ from ..server import Server
 
 
 def make_config(**over: Any) -> dict:
-    """Defaults with port 0 (the OS picks a free port) and no config files read."""
+    """Defaults with port 0 (the OS picks a free port), no bus, no config files read."""
     cfg = copy.deepcopy(_config.DEFAULTS)
     cfg["server"]["bind_default"]["port"] = 0
+    cfg["server"]["mqtt"]["uri"] = None  # never join a broker that happens to run here
     return _config.merge(cfg, over) if over else cfg
 
 
