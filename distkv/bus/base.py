@@ -89,7 +89,7 @@ from __future__ import annotations
 import abc
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -259,10 +259,18 @@ class Subscription:
     when the bus closes.
     """
 
-    def __init__(self, bus: Bus, pattern: str, buffer: int) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        pattern: str,
+        buffer: int,
+        handler: Callable[[list[Message]], None] | None = None,
+    ) -> None:
         if buffer < 1:
             raise ValueError("buffer must be at least 1")
         self.bus = bus
+        self._handler = handler
+        self._pending: list[Message] = []
         self.pattern = validate_pattern(pattern)
         self.buffer = buffer
         #: Messages dropped on this subscription because its buffer was full.
@@ -327,6 +335,11 @@ class Subscription:
             raise BusClosedError("bus closed") from None
 
     def _offer(self, msg: Message) -> None:
+        if self._handler is not None:
+            self._pending.append(msg)
+            if not self.bus._bursting:
+                self.bus._defer_burst_end()
+            return
         if self._lost:
             msg = replace(msg, lost=self._lost)
         try:
@@ -346,6 +359,15 @@ class Subscription:
             pass
         else:
             self._lost = 0
+
+    def _run_handler(self) -> None:
+        msgs, self._pending = self._pending, []
+        if not msgs or not self._active:
+            return
+        try:
+            self._handler(msgs)
+        except Exception:  # noqa: BLE001 - a consumer bug must not kill the bus reader
+            logger.exception("bus %s: handler for %r failed", self.bus.node, self.pattern)
 
 
 class _Group:
@@ -395,6 +417,9 @@ class Bus(abc.ABC):
         self.stats = BusStats()
         self._prefix = root + "/"
         self._groups: dict[str, _Group] = {}
+        # True while the transport's reader is inside a burst: handler subscriptions
+        # collect messages and get them at :meth:`_end_burst`.
+        self._bursting = False
         self._by_sid: dict[int, _Group] = {}
         self._next_sid = 1
         self._offline: deque[_Out] = deque()
@@ -518,12 +543,43 @@ class Bus(abc.ABC):
 
     # ------------------------------------------------------------ public: subscribe
 
-    def subscribe(self, pattern: str, *, buffer: int = DEFAULT_SUB_BUFFER) -> Subscription:
+    def subscribe(
+        self,
+        pattern: str,
+        *,
+        buffer: int = DEFAULT_SUB_BUFFER,
+        handler: Callable[[list[Message]], None] | None = None,
+    ) -> Subscription:
         """A subscription to ``<root>/<pattern>`` (MQTT wildcards ``+``/``#``); use it as
         an async context manager and async iterator. ``buffer`` bounds its memory; see the
-        module docstring for what happens when it is full."""
+        module docstring for what happens when it is full.
+
+        With ``handler``, messages are not queued: ``handler(messages)`` is called
+        synchronously on the trio thread by the task that reads the transport, once per
+        burst of received data. That saves a task switch per burst on the replication
+        hot path; the handler must not block (and must not raise: errors are logged)."""
         self._check_open()
-        return Subscription(self, pattern, buffer)
+        return Subscription(self, pattern, buffer, handler)
+
+    def _defer_burst_end(self) -> None:
+        """A message arrived outside a reader burst (e.g. the memory transport delivers
+        inside the publisher's call): collect until the run loop is free, then run the
+        handlers, so a handler never runs re-entrantly inside somebody else's publish."""
+        self._bursting = True
+        trio.lowlevel.current_trio_token().run_sync_soon(self._end_burst)
+
+    def _end_burst(self) -> None:
+        """The transport's reader finished a burst: run the handlers of subscriptions."""
+        self._bursting = False
+        for group in list(self._groups.values()):
+            for sub in list(group.subs):
+                if sub._pending:
+                    sub._run_handler()
+
+    def write_now(self) -> None:  # noqa: B027 - an optional hook, not abstract
+        """Push out what :meth:`publish_nowait` queued from the calling task, if the
+        transport can do so without blocking (saves waking the writer task on the
+        replication hot path). The default does nothing."""
 
     # ------------------------------------------------------- public: fault injection
 

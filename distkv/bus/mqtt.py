@@ -331,22 +331,32 @@ class MqttBus(Bus):
         try:
             while client.socket() is sock:
                 await trio.lowlevel.wait_readable(sock)
-                # loop_read() handles a bounded number of packets; keep going while the
-                # kernel has more, so that one wake-up handles a burst.
-                for _ in range(_READ_BURST):
-                    if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                        return
-                    if client.socket() is not sock:
-                        return
-                    try:
-                        if not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
-                            break  # EOF: the next loop_read() reports it
-                    except BlockingIOError:
-                        break
+                self._bursting = True
+                try:
+                    alive = self._read_burst(client, sock)
+                finally:
+                    self._end_burst()
+                if not alive:
+                    return
         except (trio.ClosedResourceError, OSError):
             pass
         finally:
             self._lost.set()
+
+    def _read_burst(self, client: Any, sock: socket.socket) -> bool:
+        """loop_read() handles a bounded number of packets; keep going while the kernel
+        has more, so that one wake-up handles a burst. False: the connection is gone."""
+        for _ in range(_READ_BURST):
+            if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return False
+            if client.socket() is not sock:
+                return False
+            try:
+                if not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                    break  # EOF: the next loop_read() reports it
+            except BlockingIOError:
+                break
+        return client.socket() is sock
 
     async def _writer(self, sock: socket.socket) -> None:
         client = self._client
@@ -440,6 +450,16 @@ class MqttBus(Bus):
             ack.event.set()
 
     # ---------------------------------------------------------- transport hooks
+
+    def write_now(self) -> None:
+        # loop_write() does a non-blocking send of what paho has queued; whatever the
+        # socket does not take stays queued for the writer task.
+        c = self._client
+        if c is not None and self._link_up and not self._bursting and c.want_write():
+            try:
+                c.loop_write()
+            except OSError:
+                pass  # the reader/writer tasks notice a broken socket
 
     def _transport_send(self, out: _Out) -> None:
         info = self._client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)

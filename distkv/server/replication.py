@@ -68,8 +68,6 @@ UNGATED = frozenset({"ping", "auth", "get_state", "stop", "log_stop", "sync_dump
 
 #: Entries per message of a ``sync_dump`` stream.
 DUMP_CHUNK = 256
-#: Bus messages handled per burst before the batch is flushed.
-RECV_BURST = 1000
 
 CONFLICT = (".distkv", "conflict")
 
@@ -284,6 +282,8 @@ class Replicator:
                 self.stats["overflow"] += 1
             else:
                 self.stats["sent"] += 1
+        if not hold:
+            bus.write_now()
 
     def _set_presence(self, m: dict) -> None:
         m["addr"] = self.advertised()
@@ -447,19 +447,6 @@ class Replicator:
             except DistKVError as exc:
                 logger.debug("cannot publish presence: %r", exc)
 
-    async def _receiver(self, sub) -> None:
-        try:
-            while True:
-                batch = [await sub.receive()]
-                while len(batch) < RECV_BURST:
-                    try:
-                        batch.append(sub.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                self.handle(batch)
-        except DistKVError:  # bus closed
-            return
-
     # --- joining -----------------------------------------------------------------
 
     @asynccontextmanager
@@ -573,14 +560,14 @@ class Replicator:
         try:
             async with (
                 open_bus(self.target, self.root, self.name, will=will) as bus,
-                bus.subscribe("presence/+") as pres,
-                bus.subscribe(f"{UPDATE}/+") as upd,
-                bus.subscribe(f"repair/{self.name}") as rep,
+                # handler subscriptions: messages are applied by the task that reads
+                # the bus, once per burst, with no task switch in between
+                bus.subscribe("presence/+", handler=self.handle),
+                bus.subscribe(f"{UPDATE}/+", handler=self.handle),
+                bus.subscribe(f"repair/{self.name}", handler=self.handle),
                 trio.open_nursery() as nursery,
             ):
                 self.bus = bus
-                for sub in (pres, upd, rep):
-                    nursery.start_soon(self._receiver, sub)
                 nursery.start_soon(self._presence_task)
                 nursery.start_soon(self._sync_loop)
                 nursery.start_soon(self._periodic)

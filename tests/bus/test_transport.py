@@ -232,6 +232,33 @@ async def test_ordering_per_publisher(env: BusEnv, qos: int) -> None:
         assert sub.dropped == 0
 
 
+async def test_handler_subscription(env: BusEnv) -> None:
+    """A handler gets every message in order, in batches, never re-entrantly inside
+    the publisher's own call."""
+    n = 500
+    batches: list[list[Message]] = []
+    done = trio.Event()
+    in_publish = False
+
+    def handler(msgs: list[Message]) -> None:
+        assert not in_publish
+        batches.append(msgs)
+        if sum(len(b) for b in batches) >= n:
+            done.set()
+
+    async with env.connected("a", "b") as (a, b), b.subscribe("h/#", handler=handler):
+        for i in range(n):
+            in_publish = True
+            a.publish_nowait(f"h/{i % 3}", b"%d" % i)
+            in_publish = False
+            if i % 50 == 0:
+                await trio.lowlevel.checkpoint()
+        with trio.fail_after(TIMEOUT):
+            await done.wait()
+    got = [int(m.payload) for batch in batches for m in batch]
+    assert got == list(range(n))
+
+
 @pytest.mark.parametrize("qos", [0, 1])
 async def test_throughput(env: BusEnv, qos: int, capsys: pytest.CaptureFixture[str]) -> None:
     """20,000 messages arrive complete and in order; the rate is printed, not asserted."""
