@@ -50,6 +50,7 @@ import trio
 from ..core import tree as trees
 from ..core.path import Path
 from ..core.replica import DROPPED, PRESENCE, UPDATE
+from ..core.types import NotGiven
 from ..exceptions import DistKVError, NotReadyError, PermissionDenied
 from ..wire import codec
 from .commands import COMMANDS, command
@@ -172,6 +173,11 @@ class Replicator:
         }
         self.last_sync: dict | None = None
         self._ready_evt = trio.Event()
+        self._caught_up = trio.Event()  # replaced by an unset one while catching up
+        self._caught_up.set()
+        self.catchup_incomplete = False
+        #: peers heard from live (not through a retained record) since we started
+        self.fresh_peers: set[str] = set()
         self._wake_sync = trio.Event()
         self._gate: dict[str, tuple] | None = None
         self._presence: dict | None = None
@@ -187,10 +193,41 @@ class Replicator:
     def ready(self) -> bool:
         return self.replica.ready
 
+    async def _catch_up(self) -> None:
+        """A node restarted with its own state serves only once it has what it missed.
+
+        Bounded by ``server.catchup_timeout`` (default 3 s): wait for the broker, give
+        live peers' retained presence a moment to arrive (nobody there: nothing to
+        catch up), then wait until repair has filled every gap. Past the bound the node
+        serves anyway and says so in its log and in ``internal state``.
+        """
+        r = self.replica
+        limit = float(self.server.cfg["server"].get("catchup_timeout", 3))
+        with trio.move_on_after(limit) as scope:
+            await self.bus.wait_connected()
+            # A retained presence record may be old: wait for each live peer's next
+            # heartbeat, which announces its current tick, so gaps() knows what we lack.
+            with trio.move_on_after(r.heartbeat_ms / 1000 * 1.5):
+                while not r.live_peers(self.clock()) or any(
+                    p.name not in self.fresh_peers for p in r.live_peers(self.clock())
+                ):
+                    await trio.sleep(0.02)
+            while r.gaps() or r.needs_sync:
+                await trio.sleep(0.02)
+        if scope.cancelled_caught:
+            logger.warning(
+                "node %s: could not catch up with peers within %.1f s; serving what it has",
+                self.name,
+                limit,
+            )
+            self.catchup_incomplete = True
+        self._caught_up.set()
+        self._check_ready()
+
     def _check_ready(self) -> None:
         """Open or close the request gate after the replica's readiness changed."""
         r = self.replica
-        if r.ready:
+        if r.ready and self._caught_up.is_set():
             if not self._ready_evt.is_set():
                 self._ready_evt.set()
                 self._open_gate()
@@ -235,12 +272,12 @@ class Replicator:
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until the node is ready; :class:`NotReadyError` after ``timeout``
         (default ``server.ready_timeout``)."""
-        if self.replica.ready:
+        if self.replica.ready and self._caught_up.is_set():
             return
         with trio.move_on_after(self.ready_timeout if timeout is None else timeout):
-            while not self.replica.ready:
+            while not (self.replica.ready and self._caught_up.is_set()):
                 await self._ready_evt.wait()
-        if not self.replica.ready:
+        if not (self.replica.ready and self._caught_up.is_set()):
             raise NotReadyError(f"node {self.name} is not ready: {self.status}")
 
     # --- outgoing ----------------------------------------------------------------
@@ -340,6 +377,8 @@ class Replicator:
                 node = m.get("node")
                 if m.get("online", True) and m.get("addr"):
                     self.peer_addr[node] = m["addr"]
+                    if not bm.retained:  # a heartbeat sent now, not an old record
+                        self.fresh_peers.add(node)
             try:
                 changes = r.receive(m, now)
             except (KeyError, TypeError, ValueError) as exc:
@@ -549,13 +588,21 @@ class Replicator:
             return
         from ..bus.base import open_bus
 
+        catch_up = False
         if not has_data(srv):
             # no -i, no state, nothing loaded: this node joins an existing network
             r.request_sync()
+        elif srv.init is NotGiven and any(o != self.name for o in r.seen):
+            # restarted with its own state, in a network that has other nodes: fetch
+            # what was missed before serving (a lone node has nobody to ask)
+            catch_up = True
         self.status = "ready" if r.ready else "waiting for peer"
-        if not r.ready:
+        if not r.ready or catch_up:
             self._ready_evt = trio.Event()
             self._close_gate()
+        if catch_up:
+            self._caught_up = trio.Event()
+            self.status = "catching up"
         will = codec.packb({"type": PRESENCE, "node": self.name, "online": False})
         try:
             async with (
@@ -568,6 +615,8 @@ class Replicator:
                 trio.open_nursery() as nursery,
             ):
                 self.bus = bus
+                if catch_up:
+                    nursery.start_soon(self._catch_up)
                 nursery.start_soon(self._presence_task)
                 nursery.start_soon(self._sync_loop)
                 nursery.start_soon(self._periodic)
@@ -603,6 +652,7 @@ class Replicator:
         bus = self.bus
         out: dict[str, Any] = {
             "status": self.status,
+            "catchup_incomplete": self.catchup_incomplete,
             "ready": r.ready,
             "needs_sync": r.needs_sync,
             "syncing": r.syncing,

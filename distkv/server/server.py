@@ -226,7 +226,9 @@ class Server:
         self._rebuild_indexes()
 
     def _rebuild_indexes(self) -> None:
-        """After loading a tree wholesale: re-read auth and ACL settings from it."""
+        """After loading a tree wholesale: rebuild the replication bookkeeping (which
+        ticks are present) and re-read auth and ACL settings from it."""
+        self.replica.rebuild_bookkeeping()
         for rel, e in self.replica.tree.walk((None,), sort=False):
             if e.value is not NotGiven:
                 self._system_changed((None, *rel), e)

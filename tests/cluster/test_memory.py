@@ -249,3 +249,26 @@ async def test_single_node_without_broker_serves(autojump_clock):
             for i in range(100):
                 await c.set(P(f"b.{i}"), i)
             assert (await c.get(P("b.99"))).value == 99
+
+
+async def test_restart_with_state_catches_up_before_serving(autojump_clock, tmp_path):
+    """A node restarted with its own (old) state does not serve stale data: it first
+    repairs what it missed while it was down."""
+    async with open_test_cluster(2) as cl:
+        await cl.stop("n2")
+        cfg = cl.config(server={"state_dir": str(tmp_path / "n2")})
+        await cl.start("n2", cfg=cfg, wait_ready=True)  # joins, and now keeps state
+        async with cl.client("n1") as c:
+            await c.set(P("a.one"), 1)
+        await cl.wait_converged()
+        await cl.stop("n2", crash=True)
+        async with cl.client("n1") as c:
+            for i in range(10):
+                await c.set(P(f"a.missed{i}"), i)
+        n2 = await cl.start("n2", cfg=cfg)
+        assert n2.replicator.status == "catching up"
+        # the first request waits for the catch-up instead of answering from old state
+        assert await value_on(cl, "n2", "a.missed9") == 9
+        assert await value_on(cl, "n2", "a.one") == 1
+        assert not n2.replicator.catchup_incomplete
+        await cl.wait_converged()
