@@ -75,7 +75,7 @@ Back-pressure and loss (the explicit decisions)
 * **While disconnected** QoS 1 messages are queued (within ``max_pending``) and sent in
   order after reconnecting; QoS 0 messages are discarded and counted
   (``stats.dropped_offline``), like MQTT itself would. Nothing blocks: the server keeps
-  serving while the bus retries with exponential backoff (0.1 s doubling to 5 s).
+  serving while the bus retries with exponential backoff (0.1 s doubling to 1 s).
 * **Incoming.** Each subscription has a bounded buffer. The reader never blocks on a slow
   consumer (that would stall presence and keepalive for every subscription); a message
   that does not fit is dropped and counted (``Subscription.dropped``,

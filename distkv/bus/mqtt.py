@@ -15,7 +15,7 @@ are described in :mod:`distkv.bus.base`; this module is the mechanics:
   the bus's own offline queue while the link is down). Before a socket is closed, paho's
   ``on_socket_close`` hook calls ``trio.lowlevel.notify_closing`` so no task is left
   waiting on a dead file descriptor.
-* **Reconnect** forever with exponential backoff (0.1 s doubling to 5 s by default,
+* **Reconnect** forever with exponential backoff (0.1 s doubling to 1 s by default,
   reset after a successful CONNACK). After each CONNACK: resubscribe everything (MQTT v5
   subscription identifiers map deliveries to subscriptions), wait for the SUBACKs,
   republish presence, flush the offline queue, then report ``connected``. paho itself
@@ -107,7 +107,7 @@ class MqttBus(Bus):
         will: bytes | None = None,
         keepalive: int = 15,
         min_backoff: float = 0.1,
-        max_backoff: float = 5.0,
+        max_backoff: float = 1.0,
         connect_timeout: float = 5.0,
         close_timeout: float = 2.0,
         max_pending: int = DEFAULT_MAX_PENDING,
@@ -520,7 +520,7 @@ async def open_mqtt_bus(
     will: bytes | None = None,
     keepalive: int = 15,
     min_backoff: float = 0.1,
-    max_backoff: float = 5.0,
+    max_backoff: float = 1.0,
     connect_timeout: float = 5.0,
     close_timeout: float = 2.0,
     max_pending: int = DEFAULT_MAX_PENDING,

@@ -106,6 +106,33 @@ async def cmd_sync_dump(server: Server, session: Session, msg: dict) -> None:
         session.send({"seq": seq, "items": chunk})
 
 
+#: Largest bus payload a batch of messages is packed into.
+MAX_PAYLOAD = 64 * 1024
+
+
+def _payloads(packed: list[bytes]):
+    """Pack msgpack-encoded messages into payloads: one message as itself, several as
+    a msgpack array (``0xdd`` array32 header + the concatenated messages), each at most
+    about :data:`MAX_PAYLOAD` bytes. Yields ``(payload, message count)``."""
+    if len(packed) == 1:
+        yield packed[0], 1
+        return
+    chunk: list[bytes] = []
+    size = 0
+    for p in packed:
+        if chunk and size + len(p) > MAX_PAYLOAD:
+            yield _array(chunk), len(chunk)
+            chunk, size = [], 0
+        chunk.append(p)
+        size += len(p)
+    if chunk:
+        yield (_array(chunk), len(chunk)) if len(chunk) > 1 else (chunk[0], 1)
+
+
+def _array(parts: list[bytes]) -> bytes:
+    return b"\xdd" + len(parts).to_bytes(4, "big") + b"".join(parts)
+
+
 # ------------------------------------------------------------------------- replicator
 
 
@@ -300,9 +327,11 @@ class Replicator:
         # After a connection was lost, QoS 1 messages are queued (up to max_pending)
         # and sent on reconnect, which saves repair work after short outages.
         hold = not bus.connected and not bus.stats.connects
+        # Messages for one topic go out together: a batch of writes becomes one MQTT
+        # message (a msgpack array), so the bus carries far fewer, larger messages.
+        by_topic: dict[str, list[bytes]] = {}
         for m in msgs:
-            typ = m["type"]
-            if typ == PRESENCE:
+            if m["type"] == PRESENCE:
                 self._set_presence(m)
                 continue
             if hold:
@@ -310,15 +339,18 @@ class Replicator:
                 continue
             to = m.get("to")
             topic = f"repair/{to}" if to is not None else f"update/{name}"
-            if bus.pending >= bus.max_pending:
-                self.stats["overflow"] += 1
-                continue
-            try:
-                bus.publish_nowait(topic, codec.packb(m))
-            except DistKVError:  # BusOverflowError, BusClosedError: repair catches up
-                self.stats["overflow"] += 1
-            else:
-                self.stats["sent"] += 1
+            by_topic.setdefault(topic, []).append(codec.packb(m))
+        for topic, packed in by_topic.items():
+            for payload, count in _payloads(packed):
+                if bus.pending >= bus.max_pending:
+                    self.stats["overflow"] += count
+                    continue
+                try:
+                    bus.publish_nowait(topic, payload)
+                except DistKVError:  # BusOverflowError, BusClosedError: repair catches up
+                    self.stats["overflow"] += count
+                else:
+                    self.stats["sent"] += count
         if not hold:
             bus.write_now()
 
@@ -354,7 +386,6 @@ class Replicator:
 
     def handle(self, msgs: list) -> None:
         """Feed a burst of bus messages to the replica and apply the changes."""
-        r = self.replica
         now = self.clock()
         own = f"update/{self.name}"
         presence = False
@@ -364,32 +395,41 @@ class Replicator:
             if bm.topic == own or not bm.payload:
                 continue
             try:
-                m = codec.unpackb(bm.payload)
-                typ = m["type"]
+                data = codec.unpackb(bm.payload)
+                batch = data if isinstance(data, list) else [data]
+                for m in batch:
+                    m["type"]  # noqa: B018 - every message must have one
             except Exception as exc:  # noqa: BLE001 - a foreign publisher must not kill us
                 self.stats["bad_messages"] += 1
                 if self.stats["bad_messages"] == 1:
                     logger.warning("undecodable bus message on %s: %r", bm.topic, exc)
                 continue
-            self.stats["received"] += 1
-            if typ == PRESENCE:
-                presence = True
-                node = m.get("node")
-                if m.get("online", True) and m.get("addr"):
-                    self.peer_addr[node] = m["addr"]
-                    if not bm.retained:  # a heartbeat sent now, not an old record
-                        self.fresh_peers.add(node)
-            try:
-                changes = r.receive(m, now)
-            except (KeyError, TypeError, ValueError) as exc:
-                self.stats["bad_messages"] += 1
-                logger.warning("bad %s message on %s: %r", typ, bm.topic, exc)
-                continue
-            if changes:
-                self.apply(changes)
+            for m in batch:
+                presence |= self._receive(m, bm, now)
         if presence:
             self._wake_sync.set()
         self._after()
+
+    def _receive(self, m: dict, bm, now: int) -> bool:
+        """One replication message; True if it was presence (the sync loop may act)."""
+        typ = m["type"]
+        self.stats["received"] += 1
+        presence = typ == PRESENCE
+        if presence:
+            node = m.get("node")
+            if m.get("online", True) and m.get("addr"):
+                self.peer_addr[node] = m["addr"]
+                if not bm.retained:  # a heartbeat sent now, not an old record
+                    self.fresh_peers.add(node)
+        try:
+            changes = self.replica.receive(m, now)
+        except (KeyError, TypeError, ValueError) as exc:
+            self.stats["bad_messages"] += 1
+            logger.warning("bad %s message on %s: %r", typ, bm.topic, exc)
+            return presence
+        if changes:
+            self.apply(changes)
+        return presence
 
     def apply(self, changes: list) -> None:
         """Route replica changes to watchers, persistence and logs."""
