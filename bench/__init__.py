@@ -87,12 +87,19 @@ class Bench:
     doc: str = ""
     # rows a stub (or a failed benchmark) shows: (metric, unit, target)
     rows: list[tuple[str, str, Target | None]] = field(default_factory=list)
+    timeout: float = 20  # seconds before the runner cancels it
 
 
 BENCHMARKS: dict[str, Bench] = {}
 
 
-def benchmark(name: str, *, group: str, rows: list[tuple[str, str, Target | None]] | None = None):
+def benchmark(
+    name: str,
+    *,
+    group: str,
+    rows: list[tuple[str, str, Target | None]] | None = None,
+    timeout: float = 20,
+):
     """Register ``async def fn(ctx) -> list[Result]`` under ``name``.
 
     ``rows`` (optional) names the rows the benchmark produces, so that an error can be
@@ -102,7 +109,9 @@ def benchmark(name: str, *, group: str, rows: list[tuple[str, str, Target | None
     def deco(fn):
         if name in BENCHMARKS:
             raise ValueError(f"benchmark {name!r} registered twice")
-        BENCHMARKS[name] = Bench(name, group, fn, (fn.__doc__ or "").strip(), list(rows or []))
+        BENCHMARKS[name] = Bench(
+            name, group, fn, (fn.__doc__ or "").strip(), list(rows or []), timeout
+        )
         return fn
 
     return deco

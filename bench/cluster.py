@@ -265,6 +265,7 @@ async def bench_repl_throughput(ctx) -> list[Result]:
     "repl_split",
     group="replication",
     rows=[("convergence after a split (10k writes per side)", "s", at_most(3.0))],
+    timeout=150,
 )
 async def bench_repl_split(ctx) -> list[Result]:
     """Stop the broker, write 10,000 entries on each node, keep the split for a while
