@@ -92,19 +92,25 @@ async def test_kill_9_and_restart_without_state(broker, nodes):
 
 
 async def test_broker_outage_split_and_heal(broker, nodes):
+    """Three nodes, the broker goes away (a three-way split), every node keeps serving;
+    after it returns all three agree, conflicts are recorded, the delete wins."""
     with trio.fail_after(40):
         one = nodes.make("one", broker)
         two = nodes.make("two", broker)
+        three = nodes.make("three", broker)
         await nodes.start("one", "-i", "Testing")
         await nodes.start("two")
-        async with client_of(one) as c1, client_of(two) as c2:
+        await nodes.start("three")
+        async with client_of(one) as c1, client_of(two) as c2, client_of(three) as c3:
             await c1.set(P("s.same"), "base")
             await c1.set(P("s.gone"), "old")
             await eventually(lambda: value(two, "s.gone"))
+            await eventually(lambda: value(three, "s.gone"))
             await broker.astop()
-            # both sides keep accepting reads and writes
+            # every side keeps accepting reads and writes
             await c1.set(P("s.only1"), 1)
             await c2.set(P("s.only2"), 2)
+            await c3.set(P("s.only3"), 3)
             await c1.set(P("s.same"), "from one")
             await trio.sleep(0.01)  # wall clock order decides concurrent writes
             await c2.set(P("s.same"), "from two")
@@ -112,14 +118,18 @@ async def test_broker_outage_split_and_heal(broker, nodes):
             await trio.sleep(0.01)
             await c1.delete(P("s.gone"))
             assert (await c2.get(P("s.only2"))).value == 2
+            assert (await c3.get(P("s.only3"))).value == 3
             await broker.astart()
 
-            async def agreed():
-                a = [(await c.get(P(k))).get("value") for c in (c1, c2) for k in keys]
-                return a[: len(keys)] == a[len(keys) :] == expect
+            keys = ["s.same", "s.gone", "s.only1", "s.only2", "s.only3"]
+            expect = ["from two", None, 1, 2, 3]
 
-            keys = ["s.same", "s.gone", "s.only1", "s.only2"]
-            expect = ["from two", None, 1, 2]
+            async def agreed():
+                for c in (c1, c2, c3):
+                    if [(await c.get(P(k))).get("value") for k in keys] != expect:
+                        return False
+                return True
+
             await eventually(agreed, timeout=20)
 
             async def recorded():
