@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from . import Result, at_most, benchmark
-from .measure import percentile
+from .measure import percentile, watch_latencies
 from .procs import HOST, distkv_cmd, free_port
 
 SYNC_N = 20_000
@@ -126,11 +126,6 @@ async def bench_repl_watch_latency(ctx) -> list[Result]:
     from distkv.client import open_client
     from distkv.util import P
 
-    n = ctx.scale(3000, 300)
-    warm = ctx.scale(300, 50)
-    now = time.perf_counter
-    lat: list[float] = []
-    got_send, got_recv = trio.open_memory_channel(10)
     async with _broker() as broker:
         one = await _node(ctx, broker, "wone", "-i", "Testing")
         two = await _node(ctx, broker, "wtwo")
@@ -138,45 +133,14 @@ async def bench_repl_watch_latency(ctx) -> list[Result]:
             async with (
                 open_client(connect={"host": HOST, "port": one.port}) as writer,
                 open_client(connect={"host": HOST, "port": two.port}) as watcher,
-                trio.open_nursery() as nursery,
             ):
                 await watcher.get(P(":"))  # ready
-                async with watcher.watch(P("b.watch"), fetch=False) as w:
-
-                    async def listen():
-                        async for ev in w:
-                            t = now()
-                            if "path" in ev and "value" in ev:
-                                await got_send.send((ev.value, t))
-
-                    nursery.start_soon(listen)
-                    with trio.fail_after(10):
-                        while True:
-                            await writer.set(P("b.watch.k"), -1)
-                            with trio.move_on_after(0.05):
-                                await got_recv.receive()
-                                break
-                    while True:
-                        try:
-                            got_recv.receive_nowait()
-                        except trio.WouldBlock:
-                            break
-                    with trio.fail_after(ctx.scale(30, 10)):
-                        for i in range(warm + n):
-                            t0 = now()
-                            await writer.set(P("b.watch.k"), i)
-                            while True:
-                                v, t = await got_recv.receive()
-                                if v == i:
-                                    break
-                            if i >= warm:
-                                lat.append(t - t0)
-                    nursery.cancel_scope.cancel()
+                ms = await watch_latencies(
+                    writer, watcher, ctx.scale(3000, 300), ctx.scale(300, 50), ctx.scale(30, 10)
+                )
         finally:
             await ctx.stop(two)
             await ctx.stop(one)
-    lat.sort()
-    ms = [x * 1000 for x in lat]
     note = f"{len(ms)} writes, min {ms[0]:.3f} ms, max {ms[-1]:.3f} ms"
     return [
         Result(

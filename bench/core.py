@@ -8,7 +8,7 @@ import time
 import trio
 
 from . import Result, at_least, at_most, benchmark
-from .measure import percentile, rounds, run_concurrent, run_seq
+from .measure import percentile, rounds, run_concurrent, run_seq, watch_latencies
 
 TASKS = 64
 NKEYS = 1000  # throughput benchmarks cycle over this many keys (paths built beforehand)
@@ -138,54 +138,10 @@ async def bench_get_conc(ctx):
 async def bench_watch_latency(ctx) -> list[Result]:
     """Writer and watcher on two connections to one node: time from before `set` until
     the watcher's iterator yields the event (one write at a time)."""
-    from distkv.util import P
-
-    n = ctx.scale(3000, 300)
-    warm = ctx.scale(300, 50)
-    path = P("b.watch.k")
-    got_send, got_recv = trio.open_memory_channel(10)
-    now = time.perf_counter
-    lat: list[float] = []
-    async with (
-        ctx.server("bench-watch") as p,
-        ctx.client(p) as writer,
-        ctx.client(p) as watcher,
-        trio.open_nursery() as nursery,
-    ):
-        async with watcher.watch(P("b.watch"), fetch=False) as w:
-
-            async def listen():
-                async for ev in w:
-                    t = now()
-                    if "path" in ev and "value" in ev:
-                        await got_send.send((ev.value, t))
-
-            nursery.start_soon(listen)
-            # the watch is registered asynchronously: write until it sees something
-            with trio.fail_after(5):
-                while True:
-                    await writer.set(path, -1)
-                    with trio.move_on_after(0.05):
-                        await got_recv.receive()
-                        break
-            while True:  # drain stragglers
-                try:
-                    got_recv.receive_nowait()
-                except trio.WouldBlock:
-                    break
-            with trio.fail_after(ctx.scale(30, 10)):
-                for i in range(warm + n):
-                    t0 = now()
-                    await writer.set(path, i)
-                    while True:
-                        v, t = await got_recv.receive()
-                        if v == i:
-                            break
-                    if i >= warm:
-                        lat.append(t - t0)
-            nursery.cancel_scope.cancel()
-    lat.sort()
-    ms = [x * 1000 for x in lat]
+    async with ctx.server("bench-watch") as p, ctx.client(p) as writer, ctx.client(p) as watcher:
+        ms = await watch_latencies(
+            writer, watcher, ctx.scale(3000, 300), ctx.scale(300, 50), ctx.scale(30, 10)
+        )
     note = f"{len(ms)} writes, min {ms[0]:.3f} ms, max {ms[-1]:.3f} ms"
     return [
         Result("watch latency p50, same node", percentile(ms, 50), "ms", at_most(0.3), note=note),

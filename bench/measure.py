@@ -75,3 +75,49 @@ def percentile(sorted_xs: list[float], q: float) -> float:
         raise ValueError("no samples")
     k = max(0, min(len(sorted_xs) - 1, round(q / 100 * (len(sorted_xs) - 1))))
     return sorted_xs[k]
+
+
+async def watch_latencies(writer, watcher, n: int, warm: int, timeout: float) -> list[float]:
+    """Latencies in ms, sorted: from before ``writer.set`` until ``watcher``'s watch
+    iterator yields that value; one write at a time, ``warm`` writes not counted."""
+    from distkv.util import P
+
+    path = P("b.watch.k")
+    now = time.perf_counter
+    got_send, got_recv = trio.open_memory_channel(10)
+    lat: list[float] = []
+    async with trio.open_nursery() as nursery, watcher.watch(P("b.watch"), fetch=False) as w:
+
+        async def listen():
+            async for ev in w:
+                t = now()
+                if "path" in ev and "value" in ev:
+                    await got_send.send((ev.value, t))
+
+        nursery.start_soon(listen)
+        # the watch is registered asynchronously (and a peer may still be syncing):
+        # write until the watcher sees something
+        with trio.fail_after(10):
+            while True:
+                await writer.set(path, -1)
+                with trio.move_on_after(0.05):
+                    await got_recv.receive()
+                    break
+        while True:  # drain stragglers
+            try:
+                got_recv.receive_nowait()
+            except trio.WouldBlock:
+                break
+        with trio.fail_after(timeout):
+            for i in range(warm + n):
+                t0 = now()
+                await writer.set(path, i)
+                while True:
+                    v, t = await got_recv.receive()
+                    if v == i:
+                        break
+                if i >= warm:
+                    lat.append((t - t0) * 1000)
+        nursery.cancel_scope.cancel()
+    lat.sort()
+    return lat

@@ -29,7 +29,9 @@ DEFAULTS: dict[str, Any] = {
     },
     "server": {
         "bind_default": {"host": "127.0.0.1", "port": DEFAULT_PORT, "ssl": None},
-        "mqtt": {"uri": "mqtt://localhost:1883"},
+        # MQTT 3.1.1 (4): paho parses it about twice as fast as v5, and replication
+        # needs none of v5's extras (its subscriptions do not overlap).
+        "mqtt": {"uri": "mqtt://localhost:1883", "mqtt_version": 4},
         "root": "distkv",
         "advertise": None,
         "state_dir": None,
