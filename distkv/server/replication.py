@@ -51,7 +51,7 @@ from ..core import tree as trees
 from ..core.path import Path
 from ..core.replica import DROPPED, PRESENCE, UPDATE
 from ..core.types import NotGiven
-from ..exceptions import DistKVError, NotReadyError, PermissionDenied
+from ..exceptions import AuthError, DistKVError, NotReadyError, PermissionDenied
 from ..wire import codec
 from .commands import COMMANDS, command
 
@@ -600,8 +600,16 @@ class Replicator:
                 self.apply(r.sync_abort())
             self._after()
             self.stats["sync_failures"] += 1
-            log = logger.warning if self.stats["sync_failures"] == 1 else logger.info
-            log("node %s: sync from %s failed: %s: %s", self.name, src, type(exc).__name__, exc)
+            if isinstance(exc, AuthError):
+                # a configuration problem: say so every time, with the fix
+                logger.error(
+                    "node %s: peer %s refused our login (%s: %s); set connect.auth in this"
+                    " node's config to a user the network knows",
+                    self.name, src, type(exc).__name__, exc,
+                )  # fmt: skip
+            else:
+                log = logger.warning if self.stats["sync_failures"] == 1 else logger.info
+                log("node %s: sync from %s failed: %s: %s", self.name, src, type(exc).__name__, exc)
             self.status = "waiting for peer"
             return False
         return True

@@ -217,7 +217,7 @@ async def test_tombstones_purged(autojump_clock):
             assert s.replica.horizon.get("n1", 0) >= 3
 
 
-async def test_nodes_log_in_with_connect_auth(autojump_clock):
+async def test_nodes_log_in_with_connect_auth(autojump_clock, caplog):
     auth = {"connect": {"auth": "_test name=root"}}
     async with open_test_cluster(1, cfg=auth) as cl:
         async with cl.client("n1") as c:
@@ -232,6 +232,12 @@ async def test_nodes_log_in_with_connect_auth(autojump_clock):
             while n3.replicator.stats["sync_failures"] == 0:
                 await trio.sleep(0.1)
         assert not n3.replica.ready
+        # refused with a clear log line that says what to fix, not a silent hang
+        assert any(
+            r.levelname == "ERROR" and "refused our login" in r.getMessage()
+            and "connect.auth" in r.getMessage()
+            for r in caplog.records
+        )  # fmt: skip
         await cl.stop("n3")
         await cl.wait_converged()
 
