@@ -163,3 +163,19 @@ async def test_requests_while_watching(autojump_clock):
                 assert (await c.get(P("w.x"))).value == i
             got = [(await w.__anext__()).value for _ in range(50)]
         assert got == list(range(50))
+
+
+async def test_tcp_large_values_and_concurrency():
+    """Over real TCP: a value larger than the socket buffer (partial sends), and many
+    tasks sharing the connection, arrive intact."""
+    from distkv.testing.server import open_tcp_client
+
+    async with open_test_server(tcp=True) as s, open_tcp_client(s) as c:
+        big = b"\x01" * (3 * 1024 * 1024)
+        await c.set(P("big"), big)
+        assert (await c.get(P("big"))).value == big
+        async with trio.open_nursery() as n:
+            for i in range(300):
+                n.start_soon(c.set, P(f"t.k{i}"), "v" * (i * 37))
+        got = {r.path[0]: r.value async for r in c.get_tree(P("t"))}
+        assert got == {f"k{i}": "v" * (i * 37) for i in range(300)}
