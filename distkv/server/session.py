@@ -16,6 +16,8 @@ else down.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -55,6 +57,14 @@ class Session:
     def __init__(self, server: Server, stream: trio.abc.Stream, peer: str = "?"):
         self.server = server
         self.stream = stream
+        # a stdlib socket on a duplicate of a plain TCP stream's fd, so that a reply the
+        # kernel takes at once skips trio's send machinery (None: TLS, memory streams)
+        self.raw: socket.socket | None = None
+        if isinstance(stream, trio.SocketStream):
+            try:
+                self.raw = socket.socket(fileno=os.dup(stream.socket.fileno()))
+            except OSError:
+                self.raw = None
         self.peer = peer
         self.packer = codec.packer()
         self.outbuf: list[bytes] = []
@@ -128,7 +138,19 @@ class Session:
                 data = b"".join(self.outbuf) if len(self.outbuf) > 1 else self.outbuf[0]
                 self.outbuf.clear()
                 self.outbytes = 0
-                await self.stream.send_all(data)
+                sent = 0
+                if self.raw is not None:
+                    # offer it to the kernel directly (the usual case: it all fits)
+                    try:
+                        sent = self.raw.send(data)
+                    except BlockingIOError:
+                        sent = 0
+                    except OSError as exc:
+                        raise trio.BrokenResourceError(str(exc)) from exc
+                if sent == len(data):
+                    await trio.lowlevel.checkpoint()
+                else:
+                    await self.stream.send_all(data[sent:] if sent else data)
             self.drained.set()
             self.drained = trio.Event()
         finally:
@@ -167,6 +189,8 @@ class Session:
             for w in self.watchers.values():
                 srv.watches.remove(w)
             self.watchers.clear()
+            if self.raw is not None:
+                self.raw.close()
             with trio.CancelScope(shield=True):
                 try:
                     await self.stream.aclose()
