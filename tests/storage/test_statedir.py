@@ -244,9 +244,9 @@ async def test_idle_node_writes_nothing(tmp_path, autojump_clock):
         write(sd, r, "a", 1)
         await sd.commit()
         assert sd.fsyncs == 0
-        # group commit at the next tick of the interval timer: within one interval
+        # group commit at the next tick of the interval timer (no bound on the virtual
+        # time asserted: the autojump clock runs on while the fsync thread works)
         await until(lambda: sd.fsyncs == 1)
-        assert trio.current_time() <= 30 + 1.0 + 0.5
         before = files(tmp_path)
         await trio.sleep(60)
         assert files(tmp_path) == before
