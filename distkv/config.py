@@ -78,7 +78,8 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"cannot parse value of -C {key}: {exc}") from None
+        why = " ".join(str(exc).split())
+        raise ConfigError(f"cannot parse value of -C {key}: {why}") from None
     return parts, value
 
 
@@ -99,7 +100,8 @@ def read_file(path: str | os.PathLike) -> dict:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        why = " ".join(str(exc).split())  # one line: YAML errors span several
+        raise ConfigError(f"config file {path} is not valid YAML: {why}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -1,0 +1,58 @@
+"""Configuration: files, the search path, DISTKV_CONFIG, -C overrides, clear errors."""
+
+import pytest
+
+from distkv import config
+from distkv.exceptions import ConfigError
+
+
+def test_defaults(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("DISTKV_CONFIG", raising=False)
+    monkeypatch.setattr(config, "SEARCH_PATHS", (str(tmp_path / "none.cfg"),))
+    cfg = config.load()
+    assert cfg["connect"]["port"] == 27586 == cfg["server"]["bind_default"]["port"]
+    assert cfg["server"]["bind_default"]["host"] == "127.0.0.1"
+    assert cfg["server"]["mqtt"]["uri"] == "mqtt://localhost:1883"
+
+
+def test_search_path_env_file_and_overrides(monkeypatch, tmp_path):
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    (home / ".config" / "distkv.cfg").write_text("server:\n  root: fromhome\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("DISTKV_CONFIG", raising=False)
+    assert config.load()["server"]["root"] == "fromhome"
+    env = tmp_path / "env.cfg"
+    env.write_text("server:\n  root: fromenv\nconnect:\n  port: 1234\n")
+    monkeypatch.setenv("DISTKV_CONFIG", str(env))
+    cfg = config.load()
+    assert cfg["server"]["root"] == "fromenv" and cfg["connect"]["port"] == 1234
+    assert cfg["connect"]["host"] == "127.0.0.1"  # merged over the defaults
+    explicit = tmp_path / "c.cfg"
+    explicit.write_text("server:\n  root: fromfile\n")
+    cfg = config.load([str(explicit)], ["server.root=cli", "connect.port=99", "new.key=[1, 2]"])
+    assert cfg["server"]["root"] == "cli"
+    assert cfg["connect"]["port"] == 99
+    assert cfg["new"]["key"] == [1, 2]
+    assert config.load(extra={"connect": {"port": 5}})["connect"]["port"] == 5
+
+
+@pytest.mark.parametrize(
+    "content,match", [("x: [\n", "not valid YAML"), ("- a list\n", "must hold a mapping")]
+)
+def test_bad_files(tmp_path, content, match):
+    f = tmp_path / "bad.cfg"
+    f.write_text(content)
+    with pytest.raises(ConfigError, match=match) as ei:
+        config.load([str(f)])
+    assert "\n" not in str(ei.value)
+    with pytest.raises(ConfigError, match="cannot read"):
+        config.load([str(tmp_path / "missing.cfg")])
+
+
+def test_bad_overrides():
+    with pytest.raises(ConfigError, match="key=value"):
+        config.parse_override("server.root")
+    with pytest.raises(ConfigError, match="needs a key"):
+        config.parse_override("=3")
