@@ -29,6 +29,8 @@ def _default(obj: Any) -> Any:
         return list(obj)
     if isinstance(obj, set | frozenset):
         return list(obj)
+    if isinstance(obj, int):
+        raise TypeError(f"integer {obj} is out of range (-2**63 .. 2**64-1)")
     raise TypeError(f"cannot encode a value of type {type(obj).__name__}")
 
 

@@ -105,3 +105,18 @@ async def test_slow_watcher_overflows_alone(autojump_clock):
                 got_overflow = msg is not None and msg["error"] == StreamOverflowError.code
                 break
         assert got_overflow
+
+
+async def test_values_that_cannot_be_stored(autojump_clock):
+    from distkv.exceptions import ClientError
+
+    async with open_test_server() as s, open_memory_client(s) as c:
+        for bad, why in [(2**70, "out of range"), (object(), "type object")]:
+            try:
+                await c.set(P("x"), bad)
+            except ClientError as exc:
+                assert why in str(exc)
+            else:
+                raise AssertionError(f"{bad!r} was stored")
+        await c.set(P("x"), 1)  # the connection is still fine
+        assert (await c.get(P("x"))).value == 1
