@@ -20,7 +20,13 @@ from ..core.acl import AclTable, user_path
 from ..core.path import Path
 from ..core.replica import Replica
 from ..core.types import NotGiven
-from ..exceptions import AuthFailedError, ConfigError, PermissionDenied, StorageError
+from ..exceptions import (
+    AuthFailedError,
+    ConfigError,
+    DistKVError,
+    PermissionDenied,
+    StorageError,
+)
 from .commands import COMMANDS
 from .session import Session
 from .watch import WatchRegistry
@@ -102,7 +108,12 @@ class Server:
             v = e.value
             cur = v.get("current") if isinstance(v, dict) else None
             self.auth_method = cur
-            self.auth_required = cur is not None and get_method(cur).needs_login
+            try:
+                self.auth_required = cur is not None and get_method(cur).needs_login
+            except DistKVError:
+                # an unknown method name: fail closed (nobody can log in with it)
+                logger.error("auth method %r is unknown: every login will be refused", cur)
+                self.auth_required = True
 
     def after_batch(self) -> None:
         """Called once per batch of requests, before replies are sent: whatever the
