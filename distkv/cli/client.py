@@ -14,7 +14,7 @@ from ..core.path import P, Path
 from ..core.types import NotGiven
 from ..exceptions import ClientChainError, NoDataError, ValueTypeError
 from .main import ArgParser, UsageError
-from .output import chain_out, nest, yformat, yprint
+from .output import chain_out, flow_lists, nest, yformat, yprint
 
 DATA_ACTIONS = ("get", "set", "delete", "list", "watch")
 
@@ -310,7 +310,7 @@ def run_internal(cfg: dict, args: list[str]) -> int:
 async def _internal(cfg: dict, a) -> int:
     async with open_client(cfg) as client:
         if a.what == "state":
-            yprint(dict(await client.get_state()))
+            yprint(flow_lists(dict(await client.get_state())))
             return 0
         path = Path(None) + P(a.path)
         items = [(path + r.path, r.value) async for r in client.get_tree(path)]

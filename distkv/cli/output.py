@@ -35,6 +35,20 @@ def chain_out(chain) -> list:
     return [Flow(link) for link in chain or ()]
 
 
+_SCALAR = (str, int, float, bool, bytes, type(None))
+
+
+def flow_lists(data: Any) -> Any:
+    """Print short lists of scalars (tick ranges, addresses) on one line: ``[1, 3]``."""
+    if isinstance(data, dict):
+        return {k: flow_lists(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        if all(isinstance(x, _SCALAR) for x in data) and len(data) <= 8:
+            return Flow(data)
+        return [flow_lists(x) for x in data]
+    return data
+
+
 def _repr_notgiven(dumper: yaml.SafeDumper, data: Any):
     return dumper.represent_scalar("!NotGiven", "")
 
