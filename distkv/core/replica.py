@@ -614,8 +614,11 @@ class Replica:
     def live_peers(self, now_ms: int) -> list[Peer]:
         return [p for p in self.peers.values() if self.is_live(p, now_ms)]
 
-    def periodic(self, now_ms: int) -> None:
-        """Periodic work: heartbeat, repair requests, purging. Call every ~100 ms."""
+    def periodic(self, now_ms: int) -> list[tuple]:
+        """Periodic work: heartbeat, repair requests, purging. Call every ~100 ms.
+
+        Returns the paths of the tombstones purged now (the shell persists that).
+        """
         last, self._last_periodic = self._last_periodic, now_ms
         if last is not None and now_ms - last > self.dead_after_ms:
             # we were asleep (suspended, stopped): our view of the peers is stale, so
@@ -626,11 +629,12 @@ class Replica:
             self.outbox.append(self.presence())
             self._next_presence = now_ms + self.heartbeat_ms
         if self.needs_sync or self.syncing:
-            return
+            return []
         self._repair_tick(now_ms)
         if now_ms >= self._next_purge:
             self._next_purge = now_ms + self.purge_interval_ms
-            self._purge_tick(now_ms)
+            return self._purge_tick(now_ms)
+        return []
 
     def gaps(self) -> dict[str, list[tuple[int, int]]]:
         """Missing ticks per origin: ``{origin: [(start, end), ...]}`` (half-open)."""
@@ -718,8 +722,9 @@ class Replica:
             out[o] = m
         return out
 
-    def _purge_tick(self, now_ms: int) -> None:
-        """Two-phase tombstone purge; see the module docstring."""
+    def _purge_tick(self, now_ms: int) -> list[tuple]:
+        """Two-phase tombstone purge; see the module docstring. Returns purged paths."""
+        purged: list[tuple] = []
         live = self.members(now_ms)
         names = {p.name for p in live}
         names.add(self.name)
@@ -738,11 +743,12 @@ class Replica:
                     e = self.tree.lookup(path)
                     if e is not None and e.is_tombstone and e.node == node and e.tick == tick:
                         self._drop(path, e)
+                        purged.append(path)
                 # every link of a purged chain is <= the current minimum prefix
                 self._adopt_horizon(mp)
                 self._purge_epoch = None
             else:
-                return
+                return purged
         cands = []
         tombs = self._tombstones
         for path in list(tombs):
@@ -756,6 +762,7 @@ class Replica:
             ticks = {p.name: p.tick for p in live}
             ticks[self.name] = self.tick
             self._purge_epoch = (ticks, cands)
+        return purged
 
     def _drop(self, path: tuple, e: trees.Entry) -> None:
         """Forget an entry's write (it stays as an intermediate if it has children)."""

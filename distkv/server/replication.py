@@ -495,17 +495,8 @@ class Replicator:
 
     def tick(self) -> None:
         """One periodic step: replica housekeeping, purges persisted, messages sent."""
-        r = self.replica
-        now = self.clock()
-        before = None
-        if now >= r._next_purge and r._tombstones and not (r.needs_sync or r.syncing):
-            before = list(r._tombstones)
-        r.periodic(now)
-        if before is not None:
-            for p in before:
-                e = r.tree.lookup(p)
-                if e is None or e.node is None:
-                    self._purged(p, e, notify=False)
+        for p in self.replica.periodic(self.clock()):
+            self._purged(p, None, notify=False)
         self._after()
 
     async def _periodic(self) -> None:
