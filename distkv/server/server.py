@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -83,12 +84,15 @@ class Server:
         self.repl_options: dict[str, Any] = {}
         self.ports: list[tuple[str, int]] = []
         self.started = trio.Event()
+        # Wall-clock milliseconds that stamp writes (the hybrid logical clock); tests
+        # replace it so that trio's clock drives whole clusters.
+        self.clock_ms: Callable[[], int] = now_ms
 
     # --- changes ---
 
     def write(self, path: Path, value: Any):
         """Make a local change and tell everybody who needs to know."""
-        e = self.replica.local_write(path, value, now_ms())
+        e = self.replica.local_write(path, value, self.clock_ms())
         self.changed(path, e)
         return e
 

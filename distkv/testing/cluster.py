@@ -94,6 +94,7 @@ class TestCluster:
         if name in self.servers:
             raise ValueError(f"node {name} is running already")
         server = Server(name, cfg or self.config(), init=init, bus=self.net)
+        server.clock_ms = self.clock  # writes are stamped with trio's clock too
         server.repl_options = {
             "clock": self.clock,
             "connect": partial(self._connect, server),

@@ -1,7 +1,5 @@
 """Replication through the real server code on an in-memory bus (autojump clock)."""
 
-import time
-
 import pytest
 import trio
 
@@ -12,15 +10,6 @@ from distkv.core.path import Path
 from distkv.exceptions import NotReadyError
 from distkv.testing.cluster import open_test_cluster, tree_snapshot
 from distkv.util import P
-
-
-def next_wall_ms():
-    """Let the wall clock (which stamps writes: the hybrid logical clock) move on by a
-    millisecond, so that the next write is later in "real time" (the autojump clock
-    moves only trio's clock)."""
-    t = time.time_ns() // 1_000_000
-    while time.time_ns() // 1_000_000 <= t:
-        pass
 
 
 async def until(pred, timeout=30, step=0.01):
@@ -142,10 +131,10 @@ async def test_split_brain_converges_and_records_conflicts(autojump_clock):
                 await c1.set(P("s.only1"), 1)
                 await c2.set(P("s.only2"), 2)
                 await c1.set(P("s.same"), "from n1")
-                next_wall_ms()
+                await trio.sleep(0.002)  # (the cluster's clock is trio's)
                 await c2.set(P("s.same"), "from n2")  # later: wins everywhere
                 await c2.set(P("s.gone"), "newer?")
-                next_wall_ms()
+                await trio.sleep(0.002)
                 await c1.delete(P("s.gone"))  # the later delete wins over that write
                 assert (await c1.get(P("s.only1"))).value == 1  # both sides keep serving
                 await trio.sleep(20)  # long enough for the peers to look dead
