@@ -9,7 +9,7 @@ import trio
 
 from . import Result, at_most, benchmark
 from .measure import percentile, watch_latencies
-from .procs import HOST, distkv_cmd, free_port
+from .procs import HOST
 
 SYNC_N = 20_000
 
@@ -28,22 +28,8 @@ async def _broker():
 
 
 async def _node(ctx, broker, name: str, *args: str):
-    port = free_port()
-    argv = [
-        *distkv_cmd(),
-        "-C",
-        f"server.bind_default.host={HOST}",
-        "-C",
-        f"server.bind_default.port={port}",
-        "-C",
-        f"server.mqtt.uri={broker.uri}",
-        "-C",
-        "server.ready_timeout=30",
-        "server",
-        *args,
-        name,
-    ]
-    return await ctx.pool.spawn(name, argv, port, timeout=15)
+    conf = {"server.mqtt.uri": broker.uri, "server.ready_timeout": 30}
+    return await ctx.pool.start_node(name, *args, conf=conf, timeout=15)
 
 
 @benchmark(

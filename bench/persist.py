@@ -11,22 +11,14 @@ import trio
 
 from . import Result, at_least, at_most, benchmark
 from .measure import rounds, run_concurrent, run_seq
-from .procs import HOST, distkv_cmd, free_port
 
 N_STATE = 100_000
 
 
-async def _node(ctx, name: str, *args: str, opts: tuple = (), init: bool = True):
-    """A node without replication; ``opts`` are global options (``-C k=v``)."""
-    port = free_port()
-    argv = [
-        *distkv_cmd(),
-        "-C", f"server.bind_default.host={HOST}",
-        "-C", f"server.bind_default.port={port}",
-        "-C", "server.mqtt.uri=null",
-        *opts, "server", *args, *(["-i", "Testing"] if init else []), name,
-    ]  # fmt: skip
-    return await ctx.pool.spawn(name, argv, port)
+async def _node(ctx, name: str, *args: str, conf: dict | None = None, init: bool = True):
+    """A node without replication; ``conf`` are ``-C`` overrides."""
+    init_args = ("-i", "Testing") if init else ()
+    return await ctx.pool.start_node(name, *args, *init_args, conf=conf)
 
 
 async def _fill(c, n: int, prefix: str = "x") -> None:
@@ -136,9 +128,7 @@ async def bench_persist_write(ctx) -> list[Result]:
             if policy is None:
                 p = await _node(ctx, "bench-w")
             else:
-                p = await _node(
-                    ctx, "bench-w", "--state-dir", d, opts=("-C", f"server.fsync={policy}")
-                )
+                p = await _node(ctx, "bench-w", "--state-dir", d, conf={"server.fsync": policy})
             try:
                 async with ctx.client(p) as c:
 

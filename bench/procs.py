@@ -119,24 +119,25 @@ class ProcessPool:
             )
         return p
 
-    async def start_server(self, name: str = "bench", *, timeout: float = 10) -> Proc:
-        """Start a DistKV node on a free loopback port (retrying if the port got taken)."""
+    async def start_node(
+        self,
+        name: str,
+        *args: str,
+        conf: dict | None = None,
+        timeout: float = 10,
+    ) -> Proc:
+        """Start ``distkv server ARGS NAME`` on a free loopback port (retrying if the
+        port got taken). ``conf``: ``-C`` overrides; by default the node has no bus, so
+        it never joins a broker that happens to run on this machine."""
+        over = {"server.mqtt.uri": "null", **(conf or {})}
         last: Exception | None = None
         for _ in range(3):
             port = free_port()
-            argv = [
-                *distkv_cmd(),
-                "-C",
-                f"server.bind_default.host={HOST}",
-                "-C",
-                f"server.bind_default.port={port}",
-                "-C",
-                "server.mqtt.uri=null",  # a single node; never join a broker running here
-                "server",
-                "-i",
-                "Testing",
-                name,
-            ]
+            argv = [*distkv_cmd()]
+            over.update({"server.bind_default.host": HOST, "server.bind_default.port": port})
+            for k, v in over.items():
+                argv += ["-C", f"{k}={v}"]
+            argv += ["server", *args, name]
             try:
                 return await self.spawn(name, argv, port, timeout=timeout)
             except RuntimeError as exc:

@@ -45,7 +45,7 @@ class Context:
 
     async def fresh_server(self, name: str = "bench-fresh") -> Proc:
         """A new node for this benchmark alone; stop it with :meth:`stop`."""
-        return await self.pool.start_server(name)
+        return await self.pool.start_node(name, "-i", "Testing")
 
     async def stop(self, p: Proc) -> None:
         rc = p.process.poll()
