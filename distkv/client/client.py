@@ -226,9 +226,15 @@ class Client:
                 self._fail(ServerClosedError("server closed the connection"))
                 return
             self._unpacker.feed(data)
+            waiting = self._waiting
             try:
                 for msg in self._unpacker:
-                    await self._dispatch(msg)
+                    # replies (the common case) without a coroutine per message
+                    w = waiting.pop(msg.get("seq"), None)
+                    if w is not None:
+                        w.deliver(outcome.Value(msg))
+                    else:
+                        await self._dispatch(msg)
             except (ValueError, TypeError, AttributeError) as exc:  # undecodable: unusable
                 self._fail(ProtocolError(f"bad data from server: {exc!r}"))
         finally:
@@ -350,16 +356,17 @@ class Client:
             self._waiting.pop(seq, None)
             raise
 
-        def abort(_raise_cancel):
-            self._waiting.pop(seq, None)
-            w.parked = False
-            return trio.lowlevel.Abort.SUCCEEDED
-
         try:
             while w.reply is None:
                 if not self._reader_busy:
                     await self._read_once()
                     continue
+
+                def abort(_raise_cancel):
+                    self._waiting.pop(seq, None)
+                    w.parked = False
+                    return trio.lowlevel.Abort.SUCCEEDED
+
                 w.parked = True
                 res = await trio.lowlevel.wait_task_rescheduled(abort)
                 if res is not _TAKE_OVER:
