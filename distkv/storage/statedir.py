@@ -143,7 +143,34 @@ def _replay_path(path: str, rep: R.Replayer) -> R.StreamDecoder:
 # ------------------------------------------------------------------------- state dir
 
 
-class StateDir:
+class _Appender:
+    """Record queueing shared by :class:`StateDir` and :class:`LogFile`: records are
+    packed into ``_batch`` and written by the subclass's ``flush`` (once per batch, or
+    early when the batch grows large)."""
+
+    _batch: R.Batch
+
+    def flush(self) -> int:  # pragma: no cover - both subclasses define it
+        raise NotImplementedError
+
+    def append(self, record: bytes) -> None:
+        """Queue a packed record (``records.encode_*``) for the next :meth:`flush`."""
+        self._batch.add(record)
+        if self._batch.size > _AUTO_FLUSH:
+            self.flush()
+
+    def append_entry(self, path: Iterable[Any], entry: Entry) -> None:
+        """Queue ``entry``'s state after a change (set, delete or merge) at ``path``."""
+        self._batch.add_entry(path, entry)
+        if self._batch.size > _AUTO_FLUSH:
+            self.flush()
+
+    def append_purge(self, path: Iterable[Any]) -> None:
+        """Queue: the tombstone at ``path`` was purged."""
+        self.append(R.encode_purge(path))
+
+
+class StateDir(_Appender):
     """A node's state directory. See the module docstring for the layout and policies.
 
     Use: ``sd = StateDir(path); sd.load(replica)``; run ``sd.serve(replica)`` in a
@@ -323,22 +350,6 @@ class StateDir:
         return rep_
 
     # --- writing
-
-    def append(self, record: bytes) -> None:
-        """Queue a packed record (``records.encode_*``) for the next :meth:`flush`."""
-        self._batch.add(record)
-        if self._batch.size > _AUTO_FLUSH:
-            self.flush()
-
-    def append_entry(self, path: Iterable[Any], entry: Entry) -> None:
-        """Queue ``entry``'s state after a change (set, delete or merge) at ``path``."""
-        self._batch.add_entry(path, entry)
-        if self._batch.size > _AUTO_FLUSH:
-            self.flush()
-
-    def append_purge(self, path: Iterable[Any]) -> None:
-        """Queue: the tombstone at ``path`` was purged."""
-        self.append(R.encode_purge(path))
 
     def append_node(self, node: str, tick: int, tock: int) -> None:
         """Queue node bookkeeping (e.g. ticks reserved without a change record)."""
@@ -663,7 +674,7 @@ def write_dump(
     return n
 
 
-class LogFile:
+class LogFile(_Appender):
     """A ``client log dest`` file: records appended and written out per batch.
 
     Every :meth:`flush` is one ``os.write`` straight to the OS (no Python buffering), so
@@ -675,19 +686,6 @@ class LogFile:
         self.path = path
         self.fsync = fsync
         self._batch = R.Batch()
-
-    def append(self, record: bytes) -> None:
-        self._batch.add(record)
-        if self._batch.size > _AUTO_FLUSH:
-            self.flush()
-
-    def append_entry(self, path: Iterable[Any], entry: Entry) -> None:
-        self._batch.add_entry(path, entry)
-        if self._batch.size > _AUTO_FLUSH:
-            self.flush()
-
-    def append_purge(self, path: Iterable[Any]) -> None:
-        self.append(R.encode_purge(path))
 
     def flush(self) -> int:
         """Write the queued batch (one frame, one ``os.write``)."""
