@@ -45,8 +45,13 @@ async def bench_start(ctx) -> list[Result]:
     ]
 
 
-async def _throughput(ctx, name: str, op_factory, tasks: int, target) -> list[Result]:
-    async with ctx.server("bench-tp") as p, ctx.client(p) as c:
+async def _throughput(
+    ctx, name: str, op_factory, tasks: int, target, busy_poll: int | None = None
+) -> list[Result]:
+    """``busy_poll``: set on both the server and the client (None: their default)."""
+    conf = None if busy_poll is None else {"server.busy_poll": busy_poll}
+    cconf = {} if busy_poll is None else {"busy_poll": busy_poll}
+    async with ctx.server("bench-tp", conf) as p, ctx.client(p, **cconf) as c:
         op = await op_factory(c)
         max_s = ctx.scale(1.0, 0.3)
         n_rounds = ctx.scale(3, 1)
@@ -115,6 +120,26 @@ async def bench_get_seq(ctx):
     return await _throughput(
         ctx, "get, sequential", lambda c: _get_op(c, "b.gseq"), 1, at_least(12000)
     )
+
+
+@benchmark(
+    "seq_nopoll",
+    group="core",
+    rows=[
+        ("set, sequential, busy polling off", "ops/s", None),
+        ("get, sequential, busy polling off", "ops/s", None),
+    ],
+)
+async def bench_seq_nopoll(ctx):
+    """`set_seq` and `get_seq` with `busy_poll: 0` on server and client: what a
+    sequential client gets when both sides sleep between messages."""
+    out = []
+    for name, factory in (
+        ("set, sequential, busy polling off", lambda c: _set_op(c, "b.snp")),
+        ("get, sequential, busy polling off", lambda c: _get_op(c, "b.gnp")),
+    ):
+        out += await _throughput(ctx, name, factory, 1, None, busy_poll=0)
+    return out
 
 
 @benchmark(

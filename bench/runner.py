@@ -43,9 +43,10 @@ class Context:
         """``full`` normally, ``quick`` with --quick."""
         return quick if self.quick else full
 
-    async def fresh_server(self, name: str = "bench-fresh") -> Proc:
-        """A new node for this benchmark alone; stop it with :meth:`stop`."""
-        return await self.pool.start_node(name, "-i", "Testing")
+    async def fresh_server(self, name: str = "bench-fresh", conf: dict | None = None) -> Proc:
+        """A new node for this benchmark alone; stop it with :meth:`stop`.
+        ``conf``: ``-C`` overrides."""
+        return await self.pool.start_node(name, "-i", "Testing", conf=conf)
 
     async def stop(self, p: Proc) -> None:
         rc = p.process.poll()
@@ -57,19 +58,20 @@ class Context:
         await self.pool.stop(p)
 
     @asynccontextmanager
-    async def server(self, name: str):
+    async def server(self, name: str, conf: dict | None = None):
         """A fresh node for the duration of the block."""
-        p = await self.fresh_server(name)
+        p = await self.fresh_server(name, conf)
         try:
             yield p
         finally:
             await self.stop(p)
 
     @asynccontextmanager
-    async def client(self, p: Proc):
+    async def client(self, p: Proc, **connect):
+        """``connect``: more ``connect`` settings (e.g. ``busy_poll=0``)."""
         from distkv.client import open_client
 
-        async with open_client(connect={"host": HOST, "port": p.port}) as c:
+        async with open_client(connect={"host": HOST, "port": p.port, **connect}) as c:
             yield c
 
 

@@ -26,6 +26,9 @@ DEFAULTS: dict[str, Any] = {
         "ssl": None,
         "name": None,
         "init_timeout": 5,
+        # Microseconds to poll for a reply before sleeping (distkv/busypoll.py);
+        # null: 200, or 0 on one CPU.
+        "busy_poll": None,
     },
     "server": {
         "bind_default": {"host": "127.0.0.1", "port": DEFAULT_PORT, "ssl": None},
@@ -44,6 +47,9 @@ DEFAULTS: dict[str, Any] = {
         # streams with an overflow error (see docs/protocol.md, flow control).
         "window": 4 * 1024 * 1024,
         "max_message": 4 * 1024 * 1024,
+        # Microseconds a connection polls for the next request before sleeping, while
+        # its client sends back to back (distkv/busypoll.py); null: 200, or 0 on one CPU.
+        "busy_poll": None,
     },
     "logging": {"level": "WARNING"},
 }

@@ -17,6 +17,7 @@ import trio
 
 from .. import __version__
 from ..auth import LoginLimiter, get_method, start_login
+from ..busypoll import default_budget_us
 from ..core.acl import AclTable, user_path
 from ..core.path import Path
 from ..core.replica import Replica
@@ -87,6 +88,8 @@ class Server:
         # Wall-clock milliseconds that stamp writes (the hybrid logical clock); tests
         # replace it so that trio's clock drives whole clusters.
         self.clock_ms: Callable[[], int] = now_ms
+        bp = cfg["server"].get("busy_poll")
+        self.busy_poll_us: float = default_budget_us() if bp is None else float(bp)
 
     # --- changes ---
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 import trio
 
+from ..busypoll import BusyPoller
 from ..core.types import unwrap_group
 from ..exceptions import (
     ClientAuthRequiredError,
@@ -203,8 +204,12 @@ class Session:
             nursery.start_soon(self._writer)
             self.send(srv.greeting(self))
             await self.flush()
+            receive = self.stream.receive_some
+            budget = srv.busy_poll_us
+            if self.raw is not None and budget:
+                receive = BusyPoller(self.raw, self.stream, budget).receive_some
             while True:
-                data = await self.stream.receive_some(65536)
+                data = await receive(65536)
                 if not data:
                     break
                 try:
