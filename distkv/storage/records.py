@@ -98,15 +98,13 @@ MAX_FRAME = 16 * 1024 * 1024
 # Batches longer than this are cut into several frames (snapshots, big write batches).
 FRAME_TARGET = 256 * 1024
 
-_pack_path = msgpack.Packer(strict_types=False, use_bin_type=True).pack
-_ExtType = msgpack.ExtType
-_EXT_PATH = codec.EXT_PATH
-
 
 def _path_ext(path: Iterable[Any]) -> msgpack.ExtType:
     # Done here rather than via codec's default hook so a plain tuple path is stored as a
     # Path too (the tree's walks yield tuples).
-    return _ExtType(_EXT_PATH, _pack_path(list(path)))
+    if not isinstance(path, tuple):
+        path = tuple(path)
+    return codec.path_ext(path)
 
 
 def _chain_list(e: Entry) -> list:

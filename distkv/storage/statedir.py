@@ -106,7 +106,10 @@ class LoadReport:
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
+    n = os.write(fd, data)
+    if n == len(data):  # the usual case: one syscall, no memoryview
+        return
+    view = memoryview(data)[n:]
     while view:
         n = os.write(fd, view)
         view = view[n:]
