@@ -70,6 +70,12 @@ class ValueTypeError(ClientError):
     code = "value"
 
 
+class ScriptError(ClientError):
+    """Stored code (a type check, a codec) does not compile, or its examples fail."""
+
+    code = "script"
+
+
 class NoDataError(ClientError):
     """There is no value at this path."""
 

@@ -333,4 +333,6 @@ SUBCOMMANDS = {
     "auth": _lazy(".admin", "run_auth"),
     "acl": _lazy(".admin", "run_acl"),
     "log": _lazy(".admin", "run_log"),
+    "type": _lazy(".types", "run_type"),
+    "codec": _lazy(".types", "run_codec"),
 }

@@ -14,7 +14,7 @@ import trio
 from ..core.path import Path, sort_key
 from ..core.types import NotGiven
 from ..exceptions import ClientChainError, ClientError
-from .watch import Watcher
+from .watch import Watcher, encode_for
 
 if TYPE_CHECKING:
     from .server import Server
@@ -86,7 +86,8 @@ def cmd_get_value(server: Server, session: Session, msg: dict) -> dict:
     if e is None:
         return res
     if e.value is not NotGiven:
-        res["value"] = e.value
+        conv = session.conv
+        res["value"] = e.value if conv is None else conv.encode(path, e.value)
     res["tock"] = e.tock
     nchain = msg.get("nchain", 0)
     if nchain:
@@ -106,7 +107,9 @@ def cmd_set_value(server: Server, session: Session, msg: dict) -> dict:
         check_chain(e, msg["chain"], path)
     if session.acl is not None:
         server.check_acl(session, path, "w" if e is not None and e.value is not NotGiven else "c")
-    server.check_type(session, path, value)
+    if session.conv is not None:
+        value = session.conv.decode(path, value)
+    server.check_value(path, value)
     e = server.write(path, value)
     return {"tock": e.tock, "chain": [[e.node, e.tick]]}
 
@@ -202,8 +205,8 @@ async def cmd_get_tree(server: Server, session: Session, msg: dict) -> None:
     piles up in memory for a slow reader.
     """
     path, seq, min_depth, max_depth, nchain = _stream_args(msg)
-    for n, item in enumerate(_readable_entries(server, session, path, min_depth, max_depth), 1):
-        session.send(_entry_msg(seq, *item, nchain))
+    for n, (rel, e) in enumerate(_readable_entries(server, session, path, min_depth, max_depth), 1):
+        session.send(encode_for(session, path + rel, _entry_msg(seq, rel, e, nchain)))
         if n % 500 == 0:
             session.wakeup.set()
             await session.wait_writable()
@@ -225,7 +228,7 @@ async def cmd_watch(server: Server, session: Session, msg: dict) -> None:
     server.watches.add(w)
     if msg.get("fetch"):
         for rel, e in _readable_entries(server, session, path, min_depth, max_depth):
-            session.send(_entry_msg(seq, rel, e, nchain))
+            session.send(encode_for(session, path + rel, _entry_msg(seq, rel, e, nchain)))
         session.send({"seq": seq, "state": "uptodate"})
     session.wakeup.set()
     await trio.sleep_forever()

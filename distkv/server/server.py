@@ -19,9 +19,11 @@ from .. import __version__
 from ..auth import LoginLimiter, get_method, start_login
 from ..busypoll import default_budget_us
 from ..core.acl import AclTable, user_path
+from ..core.codecs import CodecRegistry
 from ..core.path import Path
 from ..core.replica import Replica
 from ..core.types import NotGiven
+from ..core.valuetypes import TypeRegistry
 from ..exceptions import (
     AuthFailedError,
     ConfigError,
@@ -72,6 +74,8 @@ class Server:
         self.auth_required = False
         self.auth_method: str | None = None
         self.acls = AclTable()
+        self.types = TypeRegistry()
+        self.codecs = CodecRegistry()
         self.limiter = LoginLimiter()
         self.storage = None  # StateDir, when server.state_dir is set
         self.logfile = None  # LogFile of `client log dest`
@@ -110,7 +114,20 @@ class Server:
             self.logfile.append_entry(path, e)
 
     def _system_changed(self, path: tuple, e) -> None:
+        if len(path) < 2:
+            return
+        kind = path[1]
+        if kind in ("type", "match"):
+            self.types.apply(path, e.value)
+            return
+        if kind in ("codec", "conv"):
+            self.codecs.apply(path, e.value)
+            return
         self.acls.apply(path, e.value)
+        if kind == "auth" and len(path) == 5 and path[3] == "user":
+            for s in self.sessions:
+                if s.user == path[4] and s.auth_method == path[2]:
+                    s.conv = self._converter(e.value)
         if len(path) == 2 and path[1] == "auth":
             v = e.value
             cur = v.get("current") if isinstance(v, dict) else None
@@ -160,6 +177,8 @@ class Server:
             raise
         self.limiter.succeeded(*keys)
         session.user = user
+        session.auth_method = method.name
+        session.conv = self._converter(record)
         if self.auth_required:
             grants = self.acls.grants(method.name, user)
             session.acl = None if grants.is_unrestricted else grants
@@ -232,8 +251,21 @@ class Server:
         if session.acl is not None:
             session.acl.check(path, right)
 
-    def check_type(self, session: Session, path: Path, value: Any) -> None:
-        """Type checks on values (see the types issue); nothing to check yet."""
+    def _converter(self, record: Any):
+        """The codec converter a user record's ``aux: {codec: NAME}`` asks for."""
+        aux = record.get("aux") if isinstance(record, dict) else None
+        name = aux.get("codec") if isinstance(aux, dict) else None
+        return self.codecs.converter(name)
+
+    def check_value(self, path: Path, value: Any) -> None:
+        """Refuse a client's write that its path's type rejects, or a type, match,
+        codec or converter definition that would not work (ValueTypeError,
+        ScriptError, ClientError). Replicated writes were checked at their origin."""
+        if path and path[0] is None:
+            self.types.validate(path, value)
+            self.codecs.validate(path, value)
+        elif self.types.matches:
+            self.types.check(path, value)
 
     def load_file(self, path: str) -> None:
         """Load a state file written by ``client log dest`` or ``log save``."""

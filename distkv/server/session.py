@@ -76,7 +76,9 @@ class Session:
         self.tasks: dict[int, trio.CancelScope] = {}
         self.watchers: dict[int, Watcher] = {}
         self.user: str | None = None
+        self.auth_method: str | None = None
         self.acl = None
+        self.conv = None  # the user's codec converter (distkv.core.codecs), if any
         self.closed = False
         self.nursery: trio.Nursery | None = None
         self.window = int(server.cfg["server"]["window"])

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.path import Path
 from ..core.types import NotGiven
+from ..exceptions import ValueTypeError
 
 if TYPE_CHECKING:
     from ..core.tree import Entry
@@ -42,6 +43,19 @@ class Watcher:
         if conflict:
             msg["conflict"] = True
         return msg
+
+
+def encode_for(session: Session, path: tuple, msg: dict) -> dict:
+    """Apply the session's codec to a stream item's value. A value the codec cannot
+    encode is sent as stored, with ``codec_error`` saying why: one odd value must not
+    end a watch."""
+    conv = session.conv
+    if conv is not None and "value" in msg:
+        try:
+            msg["value"] = conv.encode(path, msg["value"])
+        except ValueTypeError as exc:
+            msg["codec_error"] = str(exc)
+    return msg
 
 
 class WatchRegistry:
@@ -82,4 +96,6 @@ class WatchRegistry:
                         continue
                     msg = w.event(rel, e, conflict)
                     if msg is not None:
+                        if w.session.conv is not None:
+                            encode_for(w.session, path, msg)
                         w.session.send_stream(w, msg)

@@ -1,0 +1,140 @@
+"""Path patterns that bind types and codecs to parts of the tree (pure, no I/O).
+
+A pattern is a tuple of path elements in which two strings are wildcards:
+
+* ``"+"`` matches exactly one element;
+* ``"#"`` matches zero or more elements, anywhere in the pattern: ``stats.#.quota``
+  covers ``stats.quota``, ``stats.a.quota`` and ``stats.a.b.quota``.
+
+(ACL patterns allow ``"#"`` only at the end, which lets them compile into a trie; type
+and codec bindings are few, so a first-element index and a linear scan are enough.)
+
+**Most specific pattern wins**, with the ACLs' order: compare element by element from
+the left; a literal beats ``"+"``, ``"+"`` beats the end of the pattern, the end beats
+``"#"``. So ``stats.a.quota`` > ``stats.+.quota`` > ``stats.#.quota`` > ``stats.#``.
+
+Wildcards never match the leading ``None`` of a system path: a pattern must name it.
+Elements compare as dict keys do (as in the tree): ``1``, ``1.0`` and ``True`` are one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from ..exceptions import PathError
+
+__all__ = ["PatternMap", "check_pattern", "pattern_key", "pattern_matches"]
+
+_WILD = ("+", "#")
+
+
+def _is(e: Any, w: str) -> bool:
+    return type(e) is str and e == w
+
+
+def check_pattern(pattern: Iterable[Any]) -> tuple:
+    """A pattern as a tuple; ``PathError`` if it cannot match anything sensible."""
+    pat = tuple(pattern)
+    for i, e in enumerate(pat):
+        if e is None and i:
+            raise PathError("None may only be the first element of a pattern")
+        if _is(e, "#") and i + 1 < len(pat) and _is(pat[i + 1], "#"):
+            raise PathError("two '#' in a row in a pattern")
+    return pat
+
+
+def pattern_key(pattern: tuple) -> tuple:
+    """Specificity: the larger key is the more specific pattern (see module doc)."""
+    key = [3 if _is(e, "+") else 1 if _is(e, "#") else 4 for e in pattern]
+    if not (pattern and _is(pattern[-1], "#")):
+        key.append(2)
+    return tuple(key)
+
+
+def pattern_matches(pattern: tuple, path: tuple) -> bool:
+    """Does ``pattern`` cover ``path``? (glob matching: ``#`` is ``*``, ``+`` is ``?``)"""
+    if path and path[0] is None and (not pattern or pattern[0] is not None):
+        return False
+    pi = 0
+    ei = 0
+    star = -1  # position in pattern after the last '#' seen
+    star_e = 0  # path position that '#' is currently made to cover up to
+    n_pat, n_path = len(pattern), len(path)
+    while ei < n_path:
+        if pi < n_pat:
+            pe = pattern[pi]
+            if _is(pe, "#"):
+                star = pi + 1
+                star_e = ei
+                pi += 1
+                continue
+            if _is(pe, "+") or pe == path[ei]:
+                pi += 1
+                ei += 1
+                continue
+        if star >= 0:  # let the last '#' swallow one more element and retry
+            star_e += 1
+            ei = star_e
+            pi = star
+            continue
+        return False
+    while pi < n_pat and _is(pattern[pi], "#"):
+        pi += 1
+    return pi == n_pat
+
+
+class PatternMap:
+    """Patterns mapped to payloads; :meth:`lookup` finds the most specific match."""
+
+    __slots__ = ("_items", "_keys", "_by_first", "_wild_first")
+
+    def __init__(self) -> None:
+        self._items: dict[tuple, Any] = {}
+        self._keys: dict[tuple, tuple] = {}
+        self._by_first: dict[Any, list[tuple]] = {}
+        self._wild_first: list[tuple] = []  # patterns starting with a wildcard, or empty
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def items(self) -> Iterator[tuple[tuple, Any]]:
+        return iter(list(self._items.items()))
+
+    def _bucket(self, pattern: tuple) -> list[tuple]:
+        if not pattern or (type(pattern[0]) is str and pattern[0] in _WILD):
+            return self._wild_first
+        return self._by_first.setdefault(pattern[0], [])
+
+    def set(self, pattern: Iterable[Any], payload: Any) -> None:
+        pat = check_pattern(pattern)
+        if pat not in self._items:
+            self._bucket(pat).append(pat)
+            self._keys[pat] = pattern_key(pat)
+        self._items[pat] = payload
+
+    def delete(self, pattern: Iterable[Any]) -> None:
+        pat = tuple(pattern)
+        if pat not in self._items:
+            return
+        del self._items[pat]
+        del self._keys[pat]
+        bucket = self._bucket(pat)
+        bucket.remove(pat)
+        if not bucket and bucket is not self._wild_first:
+            del self._by_first[pat[0]]
+
+    def lookup(self, path: tuple) -> tuple[tuple, Any] | None:
+        """``(pattern, payload)`` of the most specific pattern covering ``path``."""
+        best = None
+        best_key: tuple = ()
+        cands = self._by_first.get(path[0], ()) if path else ()
+        for group in (cands, self._wild_first):
+            for pat in group:
+                k = self._keys[pat]
+                if (best is None or k > best_key) and pattern_matches(pat, path):
+                    best, best_key = pat, k
+        return None if best is None else (best, self._items[best])
