@@ -49,10 +49,18 @@ def flow_lists(data: Any) -> Any:
     return data
 
 
+def _repr_str(dumper: yaml.SafeDumper, data: str):
+    """Multi-line strings (stored code, mostly) as readable literal blocks."""
+    if "\n" in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_str(data)
+
+
 def _repr_notgiven(dumper: yaml.SafeDumper, data: Any):
     return dumper.represent_scalar("!NotGiven", "")
 
 
+Dumper.add_representer(str, _repr_str)
 Dumper.add_representer(Path, _repr_path)
 Dumper.add_representer(tuple, _repr_tuple)
 Dumper.add_representer(attrdict, Dumper.represent_dict)

@@ -70,6 +70,19 @@ def _name_path(root: tuple, name: tuple) -> Path:
     return Path(*root, *name)
 
 
+async def _get_def(client, root: tuple, name: tuple, label: str) -> None:
+    res = await client.get(_name_path(root, name))
+    if "value" not in res:
+        raise NoDataError(f"no {label} {'.'.join(name)}")
+    yprint(res.value)
+
+
+async def _delete_def(client, root: tuple, name: tuple, label: str) -> None:
+    res = await client.delete(_name_path(root, name))
+    if not res.changed:
+        raise NoDataError(f"no {label} {'.'.join(name)}")
+
+
 async def _show_tree(client, base: Path, empty: str) -> None:
     out = {}
     async for r in client.get_tree(base):
@@ -131,14 +144,9 @@ async def _type(cfg: dict, a) -> int:
         if a.op == "set":
             await client.set(_name_path(TYPE_ROOT, name), record)
         elif a.op == "get":
-            res = await client.get(_name_path(TYPE_ROOT, type_name(a.name)))
-            if "value" not in res:
-                raise NoDataError(f"no type {a.name}")
-            yprint(res.value)
+            await _get_def(client, TYPE_ROOT, type_name(a.name), "type")
         elif a.op == "delete":
-            res = await client.delete(_name_path(TYPE_ROOT, type_name(a.name)))
-            if not res.changed:
-                raise NoDataError(f"no type {a.name}")
+            await _delete_def(client, TYPE_ROOT, type_name(a.name), "type")
         elif a.op == "list":
             types = {".".join(map(str, r.path)): r.value.get("good") async for r in
                      client.get_tree(Path(*TYPE_ROOT))}  # fmt: skip
@@ -225,14 +233,9 @@ async def _codec(cfg: dict, a) -> int:
         if a.op == "set":
             await client.set(_name_path(CODEC_ROOT, name), record)
         elif a.op == "get":
-            res = await client.get(_name_path(CODEC_ROOT, codec_name(a.name)))
-            if "value" not in res:
-                raise NoDataError(f"no codec {a.name}")
-            yprint(res.value)
+            await _get_def(client, CODEC_ROOT, codec_name(a.name), "codec")
         elif a.op == "delete":
-            res = await client.delete(_name_path(CODEC_ROOT, codec_name(a.name)))
-            if not res.changed:
-                raise NoDataError(f"no codec {a.name}")
+            await _delete_def(client, CODEC_ROOT, codec_name(a.name), "codec")
         elif a.op == "list":
             codecs = [".".join(map(str, r.path)) async for r in client.get_tree(Path(*CODEC_ROOT))]
             convs: dict[str, dict] = {}

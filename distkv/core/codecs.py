@@ -29,7 +29,8 @@ from typing import Any
 from ..exceptions import ClientError, PathError, ScriptError, ValueTypeError
 from .path import Path
 from .pattern import PatternMap, check_pattern
-from .script import compile_script, describe_error
+from .script import compile_script, def_name, describe_error
+from .script import fmt_name as _fmt
 from .types import NotGiven
 
 logger = logging.getLogger(__name__)
@@ -41,20 +42,8 @@ CONV_ROOT = (None, "conv")
 
 
 def codec_name(name: Any) -> tuple:
-    """A codec name (``"float.str"``, a tuple or a list) as a tuple of strings."""
-    if isinstance(name, str):
-        parts = tuple(name.split("."))
-    elif isinstance(name, list | tuple):
-        parts = tuple(name)
-    else:
-        raise ClientError(f"a codec name must be a string, not {type(name).__name__}")
-    if not parts or not all(isinstance(p, str) and p for p in parts):
-        raise ClientError(f"bad codec name {name!r}")
-    return parts
-
-
-def _fmt(name: tuple) -> str:
-    return ".".join(name)
+    """A codec name (``"a.b"``, a tuple or a list) as a tuple of strings."""
+    return def_name(name, "codec")
 
 
 def _pairs(value: Mapping, key: str, what: str) -> list[tuple[Any, Any]]:
@@ -136,31 +125,25 @@ class Converter:
             )
         return codec
 
-    def decode(self, path: tuple, value: Any) -> Any:
-        """What a value written by this user is stored as (ValueTypeError if it can't)."""
+    def _apply(self, path: tuple, value: Any, decode: bool) -> Any:
         codec = self._codec(path)
         if codec is None:
             return value
         try:
-            return codec.decode(value)
-        except Exception as exc:  # noqa: BLE001
+            return codec.decode(value) if decode else codec.encode(value)
+        except Exception as exc:  # noqa: BLE001 - stored code may raise anything
             raise ValueTypeError(
-                f"{Path(*path)}: codec {_fmt(codec.name)} cannot decode {value!r}: "
-                f"{describe_error(exc)}"
+                f"{Path(*path)}: codec {_fmt(codec.name)} cannot "
+                f"{'decode' if decode else 'encode'} {value!r}: {describe_error(exc)}"
             ) from None
+
+    def decode(self, path: tuple, value: Any) -> Any:
+        """What a value written by this user is stored as (ValueTypeError if it can't)."""
+        return self._apply(path, value, True)
 
     def encode(self, path: tuple, value: Any) -> Any:
         """What this user reads for a stored value (ValueTypeError if it can't)."""
-        codec = self._codec(path)
-        if codec is None:
-            return value
-        try:
-            return codec.encode(value)
-        except Exception as exc:  # noqa: BLE001
-            raise ValueTypeError(
-                f"{Path(*path)}: codec {_fmt(codec.name)} cannot encode {value!r}: "
-                f"{describe_error(exc)}"
-            ) from None
+        return self._apply(path, value, False)
 
 
 class CodecRegistry:

@@ -21,9 +21,28 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
-from ..exceptions import ScriptError
+from ..exceptions import ClientError, ScriptError
 
-__all__ = ["compile_script", "describe_error"]
+__all__ = ["compile_script", "def_name", "describe_error", "fmt_name"]
+
+
+def def_name(name: Any, what: str) -> tuple:
+    """The name of a stored definition (a type, a codec): ``"int.percent"``, a tuple
+    or a list, as a tuple of strings. ``what`` names the kind in errors."""
+    if isinstance(name, str):
+        parts = tuple(name.split("."))
+    elif isinstance(name, list | tuple):
+        parts = tuple(name)
+    else:
+        raise ClientError(f"a {what} name must be a string, not {type(name).__name__}")
+    if not parts or not all(isinstance(p, str) and p for p in parts):
+        raise ClientError(f"bad {what} name {name!r}")
+    return parts
+
+
+def fmt_name(name: tuple) -> str:
+    """``("int", "percent")`` -> ``int.percent``."""
+    return ".".join(name)
 
 
 def compile_script(code: Any, what: str, params: tuple[str, ...] = ("value",)) -> Callable:

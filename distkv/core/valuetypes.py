@@ -27,7 +27,8 @@ from typing import Any
 from ..exceptions import ClientError, PathError, ScriptError, ValueTypeError
 from .path import Path
 from .pattern import PatternMap, check_pattern
-from .script import compile_script, describe_error
+from .script import compile_script, def_name, describe_error
+from .script import fmt_name as _fmt
 from .types import NotGiven
 
 logger = logging.getLogger(__name__)
@@ -39,20 +40,8 @@ MATCH_ROOT = (None, "match")
 
 
 def type_name(name: Any) -> tuple:
-    """A type name (``"int.percent"``, a tuple or a list) as a tuple of strings."""
-    if isinstance(name, str):
-        parts = tuple(name.split("."))
-    elif isinstance(name, list | tuple):
-        parts = tuple(name)
-    else:
-        raise ClientError(f"a type name must be a string, not {type(name).__name__}")
-    if not parts or not all(isinstance(p, str) and p for p in parts):
-        raise ClientError(f"bad type name {name!r}")
-    return parts
-
-
-def _fmt(name: tuple) -> str:
-    return ".".join(name)
+    """A type name (``"a.b"``, a tuple or a list) as a tuple of strings."""
+    return def_name(name, "type")
 
 
 class TypeDef:

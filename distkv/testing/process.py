@@ -106,3 +106,17 @@ class ServerProcess:
         self._logf.close()
         self.proc = None
         return rc
+
+
+def ok(res: subprocess.CompletedProcess) -> str:
+    """The output of a command that must succeed, without a traceback."""
+    assert res.returncode == 0, f"rc={res.returncode} out={res.stdout!r} err={res.stderr!r}"
+    assert "Traceback" not in res.stderr, res.stderr
+    return res.stdout
+
+
+def fails(res: subprocess.CompletedProcess, message: str, rc: int = 1):
+    """A command that must fail with exit code ``rc`` and exactly this one-line error."""
+    assert res.returncode == rc, (res.returncode, res.stdout, res.stderr)
+    assert res.stderr.strip() == message, res.stderr
+    return res

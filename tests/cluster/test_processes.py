@@ -5,17 +5,13 @@ import trio
 
 from distkv.client import open_client
 from distkv.testing.mosquitto import find_mosquitto
+from distkv.testing.process import ok
 from distkv.util import P
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto not installed"),
 ]
-
-
-def ok(res) -> str:
-    assert res.returncode == 0, f"rc={res.returncode} out={res.stdout!r} err={res.stderr!r}"
-    return res.stdout
 
 
 def client_of(proc):

@@ -2,20 +2,11 @@
 
 import pytest
 
+from distkv.testing.process import fails, ok
+
 pytestmark = pytest.mark.slow
 
 DKD = 'dkd() { distkv client data "$@"; }; '
-
-
-def ok(res):
-    assert res.returncode == 0, res.stderr
-    return res.stdout
-
-
-def fails(res, first_line):
-    assert res.returncode != 0
-    assert res.stderr.strip() == first_line, res.stderr
-    return res
 
 
 def test_password_auth(server):

@@ -7,16 +7,11 @@ import sys
 import pytest
 import yaml
 
-from distkv.testing.process import ServerProcess
+from distkv.testing.process import ServerProcess, ok
 
 pytestmark = pytest.mark.slow
 
 DKD = 'dkd() { distkv client data "$@"; }; '
-
-
-def ok(res):
-    assert res.returncode == 0, res.stderr
-    return res.stdout
 
 
 def test_log_dest_survives_kill_9(server):

@@ -10,15 +10,11 @@ import textwrap
 
 import pytest
 
+from distkv.testing.process import ok
+
 pytestmark = pytest.mark.slow
 
 DKD = 'dkd() { distkv client data "$@"; }; '
-
-
-def ok(res: subprocess.CompletedProcess) -> str:
-    assert res.returncode == 0, res.stderr
-    assert "Traceback" not in res.stderr
-    return res.stdout
 
 
 def test_start_server_and_read_root(server):

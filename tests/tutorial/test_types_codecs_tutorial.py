@@ -2,20 +2,11 @@
 
 import pytest
 
+from distkv.testing.process import fails, ok
+
 pytestmark = pytest.mark.slow
 
 DKV = 'dkv() { distkv client "$@"; }; '
-
-
-def ok(res):
-    assert res.returncode == 0, res.stderr
-    return res.stdout
-
-
-def fails(res, first_line):
-    assert res.returncode == 1, (res.returncode, res.stderr)
-    assert res.stderr.strip() == first_line, res.stderr
-    return res
 
 
 INT_CHECK = 'if int(value) != value: raise ValueError("not an integer")\n'
@@ -68,6 +59,17 @@ def test_verification(server):
     out = ok(server.run(DKV + "dkv type list"))
     assert out == "types:\n- int\n- int.percent\nmatches:\n  stats.#.quota: int.percent\n"
 
+    out = ok(server.run(DKV + "dkv type get int.percent"))
+    assert out == f"code: |\n  {PERCENT_CHECK}good:\n- 0\n- 99\n- 100\nbad:\n- -1\n- 101\n"
+    fails(server.run(DKV + "dkv type get int.nope"), "NoDataError: no type int.nope")
+    ok(server.run(DKV + "dkv type delete int.percent"))
+    fails(server.run(DKV + "dkv type delete int.percent"), "NoDataError: no type int.percent")
+    # a match whose type is gone fails closed
+    fails(
+        server.run(DKV + "dkv data stats.foo.bar.quota set -e : 12"),
+        "ValueTypeError: type int.percent is unusable: it is not defined",
+    )
+
     # types live in the tree: they survive as data, and go away with it
     ok(server.run(DKV + "dkv type match -d 'stats.#.quota'"))
     ok(server.run(DKV + "dkv data stats.foo.bar.quota set -e : 123"))
@@ -117,3 +119,10 @@ def test_data_mangling(server):
         "ScriptError: codec int.str: decode of '1' gives 1.0, the example says 1",
     )
     assert "float.str" in ok(server.run(admin + "codec list"))
+    assert "decode: |\n  return float(value)\nin:\n" in ok(
+        server.run(admin + "codec get float.str")
+    )
+    assert (
+        ok(server.run(admin + "codec convert floatval"))
+        == "monitor.#.value:\n  codec:\n  - float\n  - str\n"
+    )
