@@ -29,7 +29,7 @@ from typing import Any
 from ..exceptions import ClientError, PathError, ScriptError, ValueTypeError
 from .path import Path
 from .pattern import PatternMap, check_pattern
-from .script import compile_script, def_name, describe_error
+from .script import compile_script, def_name, describe_error, examples
 from .script import fmt_name as _fmt
 from .types import NotGiven
 
@@ -48,7 +48,7 @@ def codec_name(name: Any) -> tuple:
 
 def _pairs(value: Mapping, key: str, what: str) -> list[tuple[Any, Any]]:
     out = []
-    for item in value.get(key) or ():
+    for item in examples(value, key, what):
         if not isinstance(item, list | tuple) or len(item) != 2:
             raise ClientError(f"{what}: {key!r} examples are [source, result] pairs")
         out.append((item[0], item[1]))
@@ -186,13 +186,19 @@ class CodecRegistry:
                     if not pm:
                         del self.convs[conv]
                 return True
+            try:
+                check_pattern(pattern)
+            except PathError as exc:
+                logger.error("stored converter %s %s is ignored: %s", conv, pattern, exc)
+                return True
+            try:
+                name: tuple | None = codec_name(value.get("codec"))
+            except (ClientError, AttributeError) as exc:
+                name = None  # fail closed
+                logger.error("stored converter %s %s is unusable: %s", conv, Path(*pattern), exc)
             if pm is None:
                 pm = self.convs[conv] = PatternMap()
-            try:
-                pm.set(pattern, codec_name(value.get("codec")))
-            except (ClientError, PathError, AttributeError) as exc:
-                pm.set(pattern, None)  # fail closed
-                logger.error("stored converter %s %s is unusable: %s", conv, Path(*pattern), exc)
+            pm.set(pattern, name)
             return True
         return False
 

@@ -17,13 +17,15 @@ granted). An endless loop in stored code stalls the node; keep checks short.
 
 from __future__ import annotations
 
+import builtins
 import textwrap
+import types
 from collections.abc import Callable
 from typing import Any
 
 from ..exceptions import ClientError, ScriptError
 
-__all__ = ["compile_script", "def_name", "describe_error", "fmt_name"]
+__all__ = ["compile_script", "def_name", "describe_error", "fmt_name", "with_globals"]
 
 
 def def_name(name: Any, what: str) -> tuple:
@@ -42,20 +44,24 @@ def def_name(name: Any, what: str) -> tuple:
 
 def fmt_name(name: tuple) -> str:
     """``("int", "percent")`` -> ``int.percent``."""
-    return ".".join(name)
+    return ".".join(map(str, name))
 
 
-def compile_script(code: Any, what: str, params: tuple[str, ...] = ("value",)) -> Callable:
+def compile_script(
+    code: Any, what: str, params: tuple[str, ...] = ("value",), is_async: bool = False
+) -> Callable:
     """Compile the script body ``code`` into a function of ``params``.
 
     ``what`` names the script in errors ("type int", "codec float.str encode").
+    ``is_async``: an ``async def`` (runner code, which may ``await`` the client).
     """
     if not isinstance(code, str):
         raise ScriptError(f"{what}: the code must be a string, not {type(code).__name__}")
-    body = textwrap.dedent(code).strip("\n")
+    body = textwrap.dedent(code).rstrip()  # leading blank lines keep line numbers right
     if not body.strip():
         body = "pass"
-    src = f"def _script({', '.join(params)}):\n{textwrap.indent(body, '    ')}\n"
+    head = "async def" if is_async else "def"
+    src = f"{head} _script({', '.join(params)}):\n{textwrap.indent(body, '    ')}\n"
     try:
         compiled = compile(src, f"<{what}>", "exec")
     except SyntaxError as exc:
@@ -66,6 +72,22 @@ def compile_script(code: Any, what: str, params: tuple[str, ...] = ("value",)) -
     namespace: dict[str, Any] = {}
     exec(compiled, namespace)  # noqa: S102 - defines _script, runs nothing else
     return namespace["_script"]
+
+
+def examples(value: Any, key: str, what: str) -> list:
+    """The list of examples stored under ``key`` (missing: empty)."""
+    items = value.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list | tuple):
+        raise ClientError(f"{what}: {key!r} must be a list of examples")
+    return list(items)
+
+
+def with_globals(fn: Callable, names: dict[str, Any]) -> Callable:
+    """``fn`` seeing ``names`` as global variables (a job's data, its client), so
+    stored code can use them by their bare names."""
+    return types.FunctionType(fn.__code__, {"__builtins__": builtins, **names}, fn.__name__)
 
 
 def describe_error(exc: BaseException) -> str:

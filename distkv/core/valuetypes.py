@@ -27,7 +27,7 @@ from typing import Any
 from ..exceptions import ClientError, PathError, ScriptError, ValueTypeError
 from .path import Path
 from .pattern import PatternMap, check_pattern
-from .script import compile_script, def_name, describe_error
+from .script import compile_script, def_name, describe_error, examples
 from .script import fmt_name as _fmt
 from .types import NotGiven
 
@@ -56,8 +56,8 @@ class TypeDef:
         if not isinstance(value, Mapping):
             raise ClientError(f"type {_fmt(name)}: the definition must be a mapping")
         self.code = value.get("code")
-        self.good = list(value.get("good") or ())
-        self.bad = list(value.get("bad") or ())
+        self.good = examples(value, "good", f"type {_fmt(name)}")
+        self.bad = examples(value, "bad", f"type {_fmt(name)}")
         self.check = compile_script(self.code, f"type {_fmt(name)}")
 
     def passes(self, value: Any) -> str | None:
@@ -100,6 +100,11 @@ class TypeRegistry:
             pattern = tuple(path[2:])
             if value is NotGiven:
                 self.matches.delete(pattern)
+                return True
+            try:
+                check_pattern(pattern)
+            except PathError as exc:
+                logger.error("stored type match %s is ignored: %s", pattern, exc)
                 return True
             try:
                 self.matches.set(pattern, type_name(value.get("type")))
