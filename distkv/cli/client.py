@@ -335,4 +335,7 @@ SUBCOMMANDS = {
     "log": _lazy(".admin", "run_log"),
     "type": _lazy(".types", "run_type"),
     "codec": _lazy(".types", "run_codec"),
+    "code": _lazy(".code", "run_code"),
+    "run": _lazy(".code", "run_run"),
+    "error": _lazy(".code", "run_error"),
 }

@@ -292,9 +292,9 @@ class Client:
     def _fail(self, exc: BaseException) -> None:
         if self._closed is None:
             self._closed = exc
-        err = outcome.Error(ServerClosedError(f"connection lost: {exc}"))
         for w in list(self._waiting.values()):
-            w.deliver(err)
+            # one outcome per waiter: an outcome can be unwrapped only once
+            w.deliver(outcome.Error(ServerClosedError(f"connection lost: {exc}")))
         self._waiting.clear()
         for ch in self._streams.values():
             ch.close()

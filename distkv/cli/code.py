@@ -1,0 +1,201 @@
+"""``distkv client code|run|error``: stored code, the jobs that run it, their errors."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import trio
+
+from ..client import open_client
+from ..core.path import P, Path
+from ..core.runner import CODE_ROOT, ERROR_ROOT
+from ..exceptions import NoDataError
+from ..runner import Runner, job_roots
+from .main import ArgParser, UsageError
+from .output import nest, yprint
+from .types import _read_file, _read_scripts
+
+
+def _yaml_arg(item: str) -> tuple[str, Any]:
+    import yaml
+
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise UsageError(f"-d needs key=value, not {item!r}")
+    return key, yaml.safe_load(raw)
+
+
+# --- code ---
+
+
+def run_code(cfg: dict, args: list[str]) -> int:
+    p = ArgParser(prog="distkv client code", description="Code stored in the tree, for runners.")
+    sub = p.add_subparsers(dest="op", required=True)
+    s = sub.add_parser(
+        "set",
+        help="store code at PATH: the body of an async function, from standard input"
+        " (or --script FILE); it sees the job's data as variables, plus client and info",
+    )
+    s.add_argument("-s", "--script", metavar="FILE")
+    s.add_argument("path")
+    g = sub.add_parser("get", help="show stored code")
+    g.add_argument("path")
+    sub.add_parser("list", help="list stored code")
+    d = sub.add_parser("delete", help="delete stored code")
+    d.add_argument("path")
+    a = p.parse_args(args)
+    if a.op == "set":
+        a.code = (
+            _read_file(a.script)
+            if a.script
+            else _read_scripts(["Enter the Python code (the body of an async function)."])[0]
+        )
+    return trio.run(_code, cfg, a)
+
+
+async def _code(cfg: dict, a) -> int:
+    async with open_client(cfg) as client:
+        if a.op == "list":
+            async for r in client.get_tree(Path(*CODE_ROOT)):
+                print(r.path)
+            return 0
+        path = Path(*CODE_ROOT, *P(a.path))
+        if a.op == "set":
+            # compiled here too, so a syntax error shows before anything is stored
+            from ..core.script import compile_script
+
+            compile_script(a.code, f"code {a.path}", params=(), is_async=True)
+            await client.set(path, {"code": a.code})
+        elif a.op == "get":
+            res = await client.get(path)
+            if "value" not in res:
+                raise NoDataError(f"no code at {a.path}")
+            yprint(res.value)
+        elif a.op == "delete":
+            if not (await client.delete(path)).changed:
+                raise NoDataError(f"no code at {a.path}")
+    return 0
+
+
+# --- run ---
+
+
+def run_run(cfg: dict, args: list[str]) -> int:
+    p = ArgParser(
+        prog="distkv client run",
+        description="Jobs: run stored code on any node's runner (default), on one node's"
+        " (-n NODE) or on one of a group's (-g GROUP).",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-n", "--node", help="the one-node job set of NODE")
+    where.add_argument("-g", "--group", help="the job set of runner group GROUP")
+    sub = p.add_subparsers(dest="op", required=True)
+    s = sub.add_parser("set", help="set -c CODE [-t TIME] [-r SECONDS] [-d k=v] JOBPATH")
+    s.add_argument("-c", "--code", required=True, help="path of the stored code")
+    s.add_argument(
+        "-t", "--time", type=float, default=None,
+        help="when to run: seconds from now (0 = now), or a Unix time",
+    )  # fmt: skip
+    s.add_argument("-r", "--repeat", type=float, default=None, help="run again every N seconds")
+    s.add_argument("-d", "--data", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("path")
+    g = sub.add_parser("get", help="show a job and its state")
+    g.add_argument("path")
+    sub.add_parser("list", help="list the jobs of this set")
+    d = sub.add_parser("delete", help="delete a job (a running one is stopped)")
+    d.add_argument("path")
+    r = sub.add_parser("all", help="be a runner for this set: run its jobs until interrupted")
+    r.add_argument("-N", "--name", help="this runner's name (default: the host name)")
+    a = p.parse_args(args)
+    if a.op == "set" and a.time is not None and a.time < 1e9:
+        a.time += time.time()
+    return trio.run(_run, cfg, a)
+
+
+async def _run(cfg: dict, a) -> int:
+    jobs, states, _ = job_roots(a.node, a.group)
+    async with open_client(cfg) as client:
+        if a.op == "all":
+            sys.stdout.reconfigure(line_buffering=True)  # job output shows as it happens
+            await Runner(client, node=a.node, group=a.group, name=a.name).serve()
+        elif a.op == "list":
+            async for r in client.get_tree(jobs):
+                print(r.path)
+        elif a.op == "set":
+            job = {
+                "code": list(P(a.code)),
+                "target": a.time,
+                "repeat": a.repeat,
+                "data": dict(_yaml_arg(x) for x in a.data),
+            }
+            await client.set(jobs + P(a.path), job)
+        elif a.op == "get":
+            res = await client.get(jobs + P(a.path))
+            if "value" not in res:
+                raise NoDataError(f"no job {a.path}")
+            state = await client.get(states + P(a.path))
+            yprint({"job": res.value, "state": state.get("value")})
+        elif a.op == "delete":
+            if not (await client.delete(jobs + P(a.path))).changed:
+                raise NoDataError(f"no job {a.path}")
+            await client.delete(states + P(a.path))
+    return 0
+
+
+# --- error ---
+
+
+def run_error(cfg: dict, args: list[str]) -> int:
+    p = ArgParser(prog="distkv client error", description="Errors that runners recorded.")
+    sub = p.add_subparsers(dest="op", required=True)
+    ls = sub.add_parser("list", help="list errors, optionally only those below PATH")
+    ls.add_argument("-d", "--as-dict", metavar="KEY", help="(accepted: the output is a tree)")
+    ls.add_argument("-a", "--all", action="store_true", help="with details (time, count)")
+    ls.add_argument("-n", "--node", help="only errors seen by this runner")
+    ls.add_argument("path", nargs="?", default=":")
+    c = sub.add_parser("clear", help="forget the errors below PATH (default: all)")
+    c.add_argument("path", nargs="?", default=":")
+    a = p.parse_args(args)
+    return trio.run(_error, cfg, a)
+
+
+async def _errors(client, prefix: Path, node: str | None):
+    """``(error entry path, record, path relative to prefix)`` of matching errors."""
+    root = Path(*ERROR_ROOT) if node is None else Path(*ERROR_ROOT, node)
+    async for r in client.get_tree(root):
+        rec = r.value
+        epath = root + r.path
+        where = rec.get("path") if isinstance(rec, dict) else None
+        if isinstance(where, tuple) and where[: len(prefix)] == prefix:
+            yield epath, rec, where[len(prefix) :]
+
+
+async def _error(cfg: dict, a) -> int:
+    prefix = P(a.path)
+    async with open_client(cfg) as client:
+        if a.op == "clear":
+            async for epath, _rec, _rel in _errors(client, prefix, None):
+                await client.delete(epath)
+            return 0
+        items = []
+        async for epath, rec, rel in _errors(client, prefix, a.node):
+            runner = epath[2]
+            if a.all:
+                detail = {k: v for k, v in rec.items() if k != "path"}
+                detail["entry"] = epath
+            else:
+                detail = rec.get("message")
+            items.append((rel, {runner: detail}))
+        merged: list = []
+        for rel, d in items:  # several runners may report the same path
+            for mrel, md in merged:
+                if mrel == rel:
+                    md.update(d)
+                    break
+            else:
+                merged.append((rel, d))
+        if merged:
+            yprint(nest(merged, "_"))
+    return 0
