@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path as FsPath
+from typing import IO
 
 import yaml
 
@@ -76,17 +81,45 @@ class ServerProcess:
         self, cmd: str, input: str | None = None, timeout: float = 30
     ) -> subprocess.CompletedProcess:
         """Run a shell command line (``distkv ...`` works) against this server."""
-        bindir = os.path.dirname(sys.executable)
-        env = dict(self.env, PATH=bindir + os.pathsep + self.env.get("PATH", ""))
         return subprocess.run(
             ["bash", "-c", cmd],
             input=input if input is not None else "",
             capture_output=True,
             text=True,
-            env=env,
+            env=self.shell_env(),
             timeout=timeout,
             cwd=self.tmp,
         )
+
+    def shell_env(self) -> dict:
+        """The environment for shell commands: this server's config, our ``distkv``."""
+        bindir = os.path.dirname(sys.executable)
+        return dict(self.env, PATH=bindir + os.pathsep + self.env.get("PATH", ""))
+
+    @contextmanager
+    def spawn(self, cmd: str) -> Iterator[subprocess.Popen]:
+        """A long-running shell command (a watch, a runner), stopped on exit. Read its
+        output with :func:`read_line`."""
+        proc = subprocess.Popen(
+            ["bash", "-c", cmd],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.shell_env(),
+            cwd=self.tmp,
+        )
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            proc.stdout.close()
+            proc.stderr.close()
 
     def stop(self, kill: bool = False) -> int | None:
         if self.proc is None:
@@ -106,6 +139,17 @@ class ServerProcess:
         self._logf.close()
         self.proc = None
         return rc
+
+
+def read_line(stream: IO[str], timeout: float = 20) -> str:
+    """The next line of a child's output; AssertionError if none comes in time."""
+    # a thread, not select(): the text wrapper may hold lines select cannot see
+    box: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: box.put(stream.readline()), daemon=True).start()
+    try:
+        return box.get(timeout=timeout)
+    except queue.Empty:
+        raise AssertionError(f"no output within {timeout} s") from None
 
 
 def ok(res: subprocess.CompletedProcess) -> str:

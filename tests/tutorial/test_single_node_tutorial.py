@@ -4,13 +4,12 @@ Sections: "Start the server" (one node), "Data commands", "Path specification",
 "The Python API", "Watching for Changes", "Active objects".
 """
 
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from distkv.testing.process import ok
+from distkv.testing.process import ok, read_line
 
 pytestmark = pytest.mark.slow
 
@@ -197,23 +196,14 @@ def test_python_api(server):
 
 def test_cli_watch(server):
     server.start("-i", "Testing")
-    proc = subprocess.Popen(
-        ["bash", "-c", "exec distkv client data w watch -f"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=dict(server.env, PATH=f"{sys.executable.rsplit('/', 1)[0]}:{server.env['PATH']}"),
-    )
-    try:
+    with server.spawn("exec distkv client data w watch -f") as proc:
         lines = []
         while "state: uptodate" not in lines:
-            lines.append(proc.stdout.readline().rstrip("\n"))
-        assert proc.stdout.readline() == "---\n"
+            lines.append(read_line(proc.stdout).rstrip("\n"))
+        assert read_line(proc.stdout) == "---\n"
         ok(server.run(DKD + "dkd w.x set -e : 5"))
         doc = []
-        while (line := proc.stdout.readline().rstrip("\n")) != "---":
+        while (line := read_line(proc.stdout).rstrip("\n")) != "---":
             doc.append(line)
         assert doc == ["path: x", "value: 5"]
-    finally:
-        proc.terminate()
-        proc.wait(5)
         proc.stdout.close()

@@ -1,0 +1,60 @@
+"""The tutorial's "Code execution" and "Errors" sections, as printed."""
+
+import socket
+
+import pytest
+
+from distkv.testing.process import ok, read_line
+
+pytestmark = pytest.mark.slow
+
+DKV = 'dkv() { distkv client "$@"; }; '
+HOST = socket.gethostname()
+
+
+def test_code_execution(server):
+    server.start("-i", "Testing")
+    ok(server.run(DKV + "dkv code set the.answer", input='print("Forty-Two!")\nreturn 42\n'))
+    ok(server.run(DKV + "dkv run set -c the.answer -t 0 a.question"))
+    with server.spawn("exec distkv client run all") as runner:
+        assert read_line(runner.stdout) == "Forty-Two!\n"
+    out = ok(server.run(DKV + "dkv run get a.question"))
+    assert f"runner: {HOST}\n" in out and "result: 42\n" in out
+
+    # it does not run again unless its time is set again
+    with server.spawn("exec distkv client run all") as runner:
+        ok(server.run(DKV + "dkv run set -c the.answer -t 0 a.question"))
+        assert read_line(runner.stdout) == "Forty-Two!\n"
+
+    # the one-node-only runner has its own jobs
+    ok(server.run(DKV + "dkv run -n $(hostname) set -c the.answer -t 0 a.question"))
+    with server.spawn("exec distkv client run -n $(hostname) all") as runner:
+        assert read_line(runner.stdout) == "Forty-Two!\n"
+    assert ok(server.run(DKV + "dkv run -n $(hostname) list")) == "a.question\n"
+
+    # code that does not compile is refused before it is stored
+    res = server.run(DKV + "dkv code set bad.code", input="return (\n")
+    assert res.returncode == 1
+    assert res.stderr.strip() == "ScriptError: code bad.code: '(' was never closed (line 1)"
+    assert ok(server.run(DKV + "dkv code list")) == "the.answer\n"
+
+
+def test_errors(server):
+    server.start("-i", "Testing")
+    ok(server.run(DKV + "dkv code set the.error", input='raise RuntimeError("Owch")\n'))
+    ok(server.run(DKV + "dkv run set -c the.error -t 0 what.me.worry"))
+    with server.spawn("exec distkv client run all") as runner:
+        line = read_line(runner.stderr)
+    assert " WARNING:distkv.errors:Error :.distkv.error." in line
+    assert line.endswith(f" {HOST}: RuntimeError: Owch\n")
+    tree = f"what:\n  me:\n    worry:\n      _:\n        {HOST}: 'RuntimeError: Owch'\n"
+    out = ok(server.run(DKV + "dkv error list -d_"))
+    assert out == ".distkv:\n  run:\n    any:\n" + "".join(
+        f"      {x}\n" for x in tree.splitlines()
+    )
+    assert ok(server.run(DKV + "dkv error list -d_ :.distkv.run.any")) == tree
+    out = ok(server.run(DKV + "dkv error list -a :.distkv.run.any"))
+    assert "count: 1\n" in out and "message: 'RuntimeError: Owch'\n" in out
+    assert ok(server.run(DKV + "dkv error list -d_ :.distkv.run.node")) == ""
+    ok(server.run(DKV + "dkv error clear"))
+    assert ok(server.run(DKV + "dkv error list -d_")) == ""
