@@ -9,14 +9,16 @@ import pytest
 
 from distkv.testing.process import ServerProcess
 
-UNIT = Path(__file__).parents[2] / "systemd" / "distkv.service"
+UNITS = sorted((Path(__file__).parents[2] / "systemd").glob("*.service"))
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
-def test_unit_file_verifies(tmp_path):
+@pytest.mark.parametrize("src", UNITS, ids=[u.name for u in UNITS])
+def test_unit_file_verifies(tmp_path, src):
     # verify resolves ExecStart; point it at an existing binary in a copy of the unit
-    unit = tmp_path / "distkv.service"
-    unit.write_text(UNIT.read_text().replace("/opt/distkv/bin/distkv", shutil.which("true")))
+    # (a template unit is verified as one of its instances)
+    unit = tmp_path / src.name.replace("@.", "@kitchen.")
+    unit.write_text(src.read_text().replace("/opt/distkv/bin/distkv", shutil.which("true")))
     res = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     out = "\n".join(
         line
