@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from typing import Any
@@ -119,7 +120,15 @@ async def _run(cfg: dict, a) -> int:
     async with open_client(cfg) as client:
         if a.op == "all":
             sys.stdout.reconfigure(line_buffering=True)  # job output shows as it happens
-            await Runner(client, node=a.node, group=a.group, name=a.name).serve()
+            runner = Runner(client, node=a.node, group=a.group, name=a.name)
+            # SIGTERM (systemd) and Ctrl-C stop it cleanly: running jobs are cancelled
+            # and its heartbeat is removed, so the other runners take over at once
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(runner.serve)
+                    async for _ in signals:
+                        nursery.cancel_scope.cancel()
+                        break
         elif a.op == "list":
             async for r in client.get_tree(jobs):
                 print(r.path)

@@ -12,9 +12,9 @@ NOW = 1000.0
 
 names = st.text(alphabet="abcdefghij-_.é0123456789", min_size=1, max_size=8)
 runner_sets = st.lists(names, min_size=1, max_size=6, unique=True)
-elements = st.one_of(st.text(max_size=6), st.integers(-1000, 1000), st.booleans())
+elements = st.one_of(st.text(max_size=4), st.integers(-1000, 1000), st.booleans())
 job_paths = st.lists(elements, min_size=1, max_size=4).map(tuple)
-path_lists = st.lists(job_paths, min_size=1, max_size=25, unique=True)
+path_lists = st.lists(job_paths, min_size=1, max_size=12, unique=True)
 
 
 @st.composite
@@ -62,7 +62,7 @@ def scenarios(draw):
     return runners, jobs, states, running, due
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(scenarios())
 def test_each_due_job_started_exactly_once(scenario):
     runners, jobs, states, running, due = scenario
@@ -77,7 +77,7 @@ def test_each_due_job_started_exactly_once(scenario):
     assert set(started) == due
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(runner_sets, path_lists)
 def test_plain_due_jobs_partitioned_among_runners(runners, paths):
     jobs = [Job(p, ("code",), NOW) for p in paths]
@@ -91,7 +91,7 @@ def test_plain_due_jobs_partitioned_among_runners(runners, paths):
     assert sorted(started, key=repr) == sorted(paths, key=repr)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.lists(names, min_size=2, max_size=7, unique=True), path_lists, st.data())
 def test_removing_runner_moves_only_its_jobs(runners, paths, data):
     gone = data.draw(st.sampled_from(runners))
@@ -104,7 +104,7 @@ def test_removing_runner_moves_only_its_jobs(runners, paths, data):
             assert after == before, (p, before, after)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(runner_sets, path_lists, st.data())
 def test_owner_independent_of_order(runners, paths, data):
     shuffled = data.draw(st.permutations(runners))

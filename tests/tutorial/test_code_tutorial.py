@@ -1,6 +1,7 @@
 """The tutorial's "Code execution" and "Errors" sections, as printed."""
 
 import socket
+import time
 
 import pytest
 
@@ -12,14 +13,25 @@ DKV = 'dkv() { distkv client "$@"; }; '
 HOST = socket.gethostname()
 
 
+def wait_for(server, cmd, text, timeout=20):
+    """Run ``cmd`` until its output contains ``text``; returns that output."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = ok(server.run(DKV + cmd))
+        if text in out:
+            return out
+        assert time.monotonic() < deadline, out
+        time.sleep(0.05)
+
+
 def test_code_execution(server):
     server.start("-i", "Testing")
     ok(server.run(DKV + "dkv code set the.answer", input='print("Forty-Two!")\nreturn 42\n'))
     ok(server.run(DKV + "dkv run set -c the.answer -t 0 a.question"))
     with server.spawn("exec distkv client run all") as runner:
         assert read_line(runner.stdout) == "Forty-Two!\n"
-    out = ok(server.run(DKV + "dkv run get a.question"))
-    assert f"runner: {HOST}\n" in out and "result: 42\n" in out
+        out = wait_for(server, "dkv run get a.question", "result: 42\n")
+    assert f"runner: {HOST}\n" in out
 
     # it does not run again unless its time is set again
     with server.spawn("exec distkv client run all") as runner:
@@ -30,6 +42,7 @@ def test_code_execution(server):
     ok(server.run(DKV + "dkv run -n $(hostname) set -c the.answer -t 0 a.question"))
     with server.spawn("exec distkv client run -n $(hostname) all") as runner:
         assert read_line(runner.stdout) == "Forty-Two!\n"
+        wait_for(server, "dkv run -n $(hostname) get a.question", "result: 42\n")
     assert ok(server.run(DKV + "dkv run -n $(hostname) list")) == "a.question\n"
 
     # code that does not compile is refused before it is stored
@@ -45,6 +58,7 @@ def test_errors(server):
     ok(server.run(DKV + "dkv run set -c the.error -t 0 what.me.worry"))
     with server.spawn("exec distkv client run all") as runner:
         line = read_line(runner.stderr)
+        wait_for(server, "dkv error list", "Owch")
     assert " WARNING:distkv.errors:Error :.distkv.error." in line
     assert line.endswith(f" {HOST}: RuntimeError: Owch\n")
     tree = f"what:\n  me:\n    worry:\n      _:\n        {HOST}: 'RuntimeError: Owch'\n"
