@@ -1,0 +1,61 @@
+"""``distkv-gateway [-c FILE] [-C key=value] NAME``: run one gateway until stopped.
+
+The configuration is DistKV's (the same files, ``DISTKV_CONFIG`` and ``-C`` overrides);
+a gateway reads its own section ``gateways.NAME`` and logs in with ``connect.auth``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+
+import trio
+
+from distkv import config as _config
+from distkv.client import open_client
+from distkv.exceptions import DistKVError
+
+GATEWAYS = {"mqtt": "gateways.mqtt", "owfs": "gateways.owfs"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="distkv-gateway", description=__doc__.split("\n\n")[1])
+    p.add_argument("-c", "--cfg", action="append", default=[], metavar="FILE")
+    p.add_argument("-C", "--conf", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("gateway", choices=sorted(GATEWAYS))
+    a = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if a.verbose > 1 else logging.INFO if a.verbose else logging.WARNING,
+        format="%(asctime)s.%(msecs)03d %(levelname)s:%(name)s:%(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        cfg = _config.load(a.cfg, a.conf)
+        mod = importlib.import_module(GATEWAYS[a.gateway])
+        gcfg = _config.merge(mod.DEFAULTS, (cfg.get("gateways") or {}).get(a.gateway) or {})
+        trio.run(_run, cfg, mod, gcfg)
+    except DistKVError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+async def _run(cfg: dict, mod, gcfg: dict) -> None:
+    async with open_client(cfg) as client:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(mod.serve, client, gcfg)
+                print("Running.", flush=True)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+
+
+if __name__ == "__main__":
+    sys.exit(main())

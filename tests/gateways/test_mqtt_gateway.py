@@ -1,0 +1,153 @@
+"""The MQTT gateway against a real mosquitto: devices' strings become typed values
+through the gateway user's codec, changes go out, nothing loops."""
+
+import pytest
+import trio
+
+from distkv.bus.mqtt import open_mqtt_bus
+from distkv.core.acl import user_path
+from distkv.testing.mosquitto import Mosquitto, find_mosquitto
+from distkv.testing.process import ServerProcess, ok, read_line
+from distkv.testing.server import open_memory_client, open_test_server
+from distkv.util import P, Path
+from gateways import mqtt as gw
+
+pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto not installed")
+
+ONOFF = {
+    "encode": "return 'ON' if value else 'OFF'",
+    "decode": "return value.strip().lower() in ('on', '1', 'true', 'yes')",
+    "in": [["ON", True], ["off", False]],
+    "out": [[True, "ON"], [False, "OFF"]],
+}
+FLOAT = {
+    "encode": "return str(value)",
+    "decode": "return float(value)",
+    "in": [["1.5", 1.5]],
+    "out": [[1.5, "1.5"]],
+}
+
+
+@pytest.fixture
+def broker():
+    with Mosquitto() as b:
+        yield b
+
+
+async def next_msg(it, timeout=10):
+    with trio.fail_after(timeout):
+        return await it.__anext__()
+
+
+async def wait_value(c, path, want, timeout=10):
+    with trio.fail_after(timeout):
+        while (await c.get(P(path))).get("value") != want:
+            await trio.sleep(0.01)
+
+
+async def test_gateway_both_ways_with_a_codec_and_no_loops(broker):
+    async with open_test_server(init="Testing") as s:
+        async with open_memory_client(s) as c:
+            await c.set(Path(None, "codec", "onoff"), ONOFF)
+            await c.set(Path(None, "conv", "gw", "home", "+", "lamp"), {"codec": ["onoff"]})
+            await c.set(user_path("_test", "gw"), {"aux": {"codec": "gw"}})
+            await c.set(user_path("_test", "admin"), {})
+            await c.set(P("home.hall.lamp"), True)  # state before the gateway starts
+            await c.set(Path(None, "auth"), {"current": "_test"})
+        cfg = {**gw.DEFAULTS, "uri": broker.uri, "name": "gw-test"}
+        async with (
+            open_memory_client(s, connect={"auth": "_test name=gw"}) as gwc,
+            open_memory_client(s, connect={"auth": "_test name=admin"}) as admin,
+            open_mqtt_bus(broker.uri, "home", "device") as dev,
+            dev.subscribe("#") as sub,
+            trio.open_nursery() as n,
+        ):
+            it = sub.__aiter__()
+            await n.start(gw.serve, gwc, cfg)
+            # the tree's state is published (retained) at start
+            m = await next_msg(it)
+            assert (m.topic, m.payload) == ("hall/lamp", b"ON")
+
+            # a device says "on": the tree holds True; other topics stay strings
+            await dev.publish("kitchen/lamp", b"on")
+            await dev.publish("kitchen/temp", b"21.5")
+            await wait_value(admin, "home.kitchen.temp", "21.5")
+            assert (await admin.get(P("home.kitchen.lamp"))).value is True
+            # the device hears its own messages, and nothing comes back from the gateway
+            seen = [(m.topic, m.payload) for m in [await next_msg(it) for _ in range(2)]]
+            assert seen == [("kitchen/lamp", b"on"), ("kitchen/temp", b"21.5")]
+
+            # a change from DistKV reaches the devices, typed value -> "OFF"
+            await admin.set(P("home.kitchen.lamp"), False)
+            m = await next_msg(it)
+            assert (m.topic, m.payload, m.retained) == ("kitchen/lamp", b"OFF", False)
+            await admin.set(P("home.kitchen.json"), {"a": 1})
+            m = await next_msg(it)
+            assert (m.topic, m.payload) == ("kitchen/json", b'{"a": 1}')
+
+            # a payload the codec cannot take is refused, and the gateway goes on
+            await admin.set(Path(None, "codec", "float"), FLOAT)
+            await admin.set(Path(None, "conv", "gw", "home", "+", "num"), {"codec": ["float"]})
+            await dev.publish("x/num", b"warm")
+            await dev.publish("x/num2", b"1")
+            await wait_value(admin, "home.x.num2", "1")
+            assert "value" not in await admin.get(P("home.x.num"))
+            await dev.publish("x/num", b"2.5")
+            await wait_value(admin, "home.x.num", 2.5)
+            # deleting clears the retained topic
+            await admin.delete(P("home.kitchen.temp"))
+            while (m := await next_msg(it)).topic != "kitchen/temp":
+                pass
+            assert m.payload == b""
+            # nothing else was echoed: a sentinel is the next message
+            await admin.set(P("home.sentinel"), "x")
+            m = await next_msg(it)
+            assert m.topic == "sentinel"
+            n.cancel_scope.cancel()
+
+
+async def test_gateway_command_with_real_processes(broker, tmp_path):
+    srv = ServerProcess(tmp_path, "gwnode")
+    try:
+        srv.start("-i", "Testing")
+        ok(srv.run("distkv client data home.door set -v : closed"))
+        cmd = f"exec distkv-gateway -C gateways.mqtt.uri={broker.uri} mqtt"
+        with srv.spawn(cmd) as proc:
+            assert read_line(proc.stdout) == "Running.\n"
+            async with open_mqtt_bus(broker.uri, "home", "device") as dev:
+                async with dev.subscribe("door") as sub:
+                    m = await next_msg(sub.__aiter__())  # live or retained: it may race
+                    assert m.payload == b"closed"
+                async with dev.subscribe("+") as sub:  # a late subscriber gets the state
+                    m = await next_msg(sub.__aiter__())
+                    assert (m.topic, m.payload, m.retained) == ("door", b"closed", True)
+                await dev.publish("window", b"open")
+            with trio.fail_after(10):
+                while True:
+                    res = await trio.to_thread.run_sync(srv.run, "distkv client data home.window")
+                    if res.returncode == 0:
+                        break
+                    await trio.sleep(0.05)
+            assert ok(res) == '"open"\n'
+    finally:
+        srv.stop()
+
+
+async def test_gateway_survives_the_broker_going_away(broker):
+    async with open_test_server(init="Testing") as s:
+        cfg = {**gw.DEFAULTS, "uri": broker.uri, "name": "gw-test"}
+        async with (
+            open_memory_client(s) as c,
+            trio.open_nursery() as n,
+        ):
+            await n.start(gw.serve, c, cfg)
+            await broker.astop()
+            await c.set(P("home.while.down"), "queued")  # the tree keeps serving
+            await broker.astart()
+            async with open_mqtt_bus(broker.uri, "home", "device") as dev:
+                async with dev.subscribe("while/down") as sub:
+                    m = await next_msg(sub.__aiter__(), timeout=20)
+                    assert m.payload == b"queued"
+                await dev.publish("after/up", b"1")
+                await wait_value(c, "home.after.up", "1", timeout=20)
+            n.cancel_scope.cancel()
