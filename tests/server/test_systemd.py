@@ -18,7 +18,8 @@ def test_unit_file_verifies(tmp_path, src):
     # verify resolves ExecStart; point it at an existing binary in a copy of the unit
     # (a template unit is verified as one of its instances)
     unit = tmp_path / src.name.replace("@.", "@kitchen.")
-    unit.write_text(src.read_text().replace("/opt/distkv/bin/distkv", shutil.which("true")))
+    text = src.read_text().replace("/opt/distkv/bin/distkv-gateway", shutil.which("true"))
+    unit.write_text(text.replace("/opt/distkv/bin/distkv", shutil.which("true")))
     res = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     out = "\n".join(
         line
