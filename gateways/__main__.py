@@ -1,7 +1,9 @@
 """``distkv-gateway [-c FILE] [-C key=value] NAME``: run one gateway until stopped.
 
 The configuration is DistKV's (the same files, ``DISTKV_CONFIG`` and ``-C`` overrides);
-a gateway reads its own section ``gateways.NAME`` and logs in with ``connect.auth``.
+a gateway reads its own section ``gateways.NAME``, overridden by the tree's
+``.distkv config gateways`` (it restarts when that changes), and logs in with
+``connect.auth``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import trio
 
 from distkv import config as _config
 from distkv.client import open_client
+from distkv.dynconfig import watch_config
 from distkv.exceptions import DistKVError
 
 GATEWAYS = {"mqtt": "gateways.mqtt", "owfs": "gateways.owfs"}
@@ -36,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = _config.load(a.cfg, a.conf)
         mod = importlib.import_module(GATEWAYS[a.gateway])
-        gcfg = _config.merge(mod.DEFAULTS, (cfg.get("gateways") or {}).get(a.gateway) or {})
-        trio.run(_run, cfg, mod, gcfg)
+        trio.run(_run, cfg, mod, a.gateway)
     except DistKVError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -46,15 +48,45 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def _run(cfg: dict, mod, gcfg: dict) -> None:
+async def _run(cfg: dict, mod, name: str) -> None:
     async with open_client(cfg) as client:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
-                await nursery.start(mod.serve, client, gcfg)
+                await nursery.start(_serve, client, cfg, mod, name)
                 print("Running.", flush=True)
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break
+
+
+async def _serve(client, cfg: dict, mod, name: str, *, task_status=trio.TASK_STATUS_IGNORED):
+    """Run the gateway; restart it whenever ``.distkv config gateways`` changes its
+    settings (see distkv.dynconfig)."""
+    log = logging.getLogger(mod.__name__)
+    async with (
+        watch_config(client, "gateways", cfg.get("gateways") or {}) as settings,
+        trio.open_nursery() as nursery,
+    ):
+        current = scope = None
+        async for section in settings:
+            gcfg = _config.merge(mod.DEFAULTS, section.get(name) or {})
+            if gcfg == current:
+                continue
+            if scope is not None:
+                log.warning("configuration changed: restarting the %s gateway", name)
+                scope.cancel()
+            current = gcfg
+            scope = await nursery.start(_one, client, mod, gcfg)
+            task_status.started()
+            task_status = trio.TASK_STATUS_IGNORED
+
+
+async def _one(client, mod, gcfg: dict, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """One run of the gateway with these settings; started with its cancel scope."""
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mod.serve, client, gcfg)
+            task_status.started(scope)
 
 
 if __name__ == "__main__":

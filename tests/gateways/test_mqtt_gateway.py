@@ -129,6 +129,20 @@ async def test_gateway_command_with_real_processes(broker, tmp_path):
                         break
                     await trio.sleep(0.05)
             assert ok(res) == '"open"\n'
+            # dynamic configuration: the tree moves the gateway to another topic prefix
+            ok(
+                srv.run(
+                    "distkv client data :.distkv.config.gateways set -e : \"{'mqtt': {'topic': 'house'}}\""
+                )
+            )
+            with trio.fail_after(10):
+                while True:
+                    async with open_mqtt_bus(broker.uri, "house", "device") as dev:
+                        async with dev.subscribe("door") as sub:
+                            with trio.move_on_after(0.5):
+                                m = await next_msg(sub.__aiter__())
+                                break
+            assert m.payload == b"closed"
     finally:
         srv.stop()
 
