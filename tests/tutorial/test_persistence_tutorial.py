@@ -66,10 +66,11 @@ def test_log_dest_is_restricted(server):
     assert res.returncode == 1 and res.stderr.startswith("PermissionDenied: ")
 
 
-def test_state_dir_kill_9_under_load(tmp_path):
+def test_state_dir_kill_9_under_load(tmp_path, request):
     """Every write that was acknowledged before kill -9 is there after a restart,
     and the tick counter continues (never reused)."""
     srv = ServerProcess(tmp_path, "p1")
+    request.addfinalizer(lambda: srv.stop(kill=True))  # also when an assert fails
     sd = tmp_path / "state"
     srv.start("-i", "Testing", "--state-dir", str(sd))
     script = tmp_path / "load.py"
