@@ -28,6 +28,7 @@ A ``node`` job has one runner by definition.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,11 @@ RUNNER_ROOT = (".distkv", "runner")
 ERROR_ROOT = (".distkv", "error")
 
 
+def _number(x: Any) -> bool:
+    """A finite int or float (not a bool: ``True`` is no time; NaN never compares)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
 @dataclass(frozen=True)
 class Job:
     """A job entry as stored (see module doc); ``path`` is relative to its set."""
@@ -77,9 +83,9 @@ class Job:
         target = value.get("target")
         repeat = value.get("repeat")
         data = value.get("data")
-        if target is not None and not isinstance(target, int | float):
+        if target is not None and not _number(target):
             return None
-        if repeat is not None and (not isinstance(repeat, int | float) or repeat <= 0):
+        if repeat is not None and (not _number(repeat) or repeat <= 0):
             return None
         return cls(
             tuple(path), tuple(code), target, repeat, data if isinstance(data, Mapping) else None
@@ -110,7 +116,7 @@ def live_runners(heartbeats: Mapping[str, Any], now: float, stale: float) -> lis
     out = []
     for name, v in heartbeats.items():
         seen = v.get("seen") if isinstance(v, Mapping) else None
-        if isinstance(seen, int | float) and now - seen <= stale:
+        if _number(seen) and now - seen <= stale:
             out.append(name)
     return sorted(out)
 
