@@ -143,6 +143,36 @@ async def bench_seq_nopoll(ctx):
 
 
 @benchmark(
+    "seq_contended",
+    group="core",
+    rows=[
+        ("set, sequential, CPU contended", "ops/s", None),
+        ("set, sequential, CPU contended, busy polling off", "ops/s", None),
+    ],
+)
+async def bench_seq_contended(ctx):
+    """`set_seq` while a CPU-bound process competes for the cores, with busy polling
+    at its default and off: polling must not make a shared box slower."""
+    import subprocess
+    import sys
+
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        out = []
+        for name, bp in (
+            ("set, sequential, CPU contended", None),
+            ("set, sequential, CPU contended, busy polling off", 0),
+        ):
+            out += await _throughput(
+                ctx, name, lambda c: _set_op(c, "b.scont"), 1, None, busy_poll=bp
+            )
+        return out
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+@benchmark(
     "get_conc", group="core", rows=[(f"get, {TASKS} tasks on one connection", "ops/s", None)]
 )
 async def bench_get_conc(ctx):

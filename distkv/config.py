@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
         "name": None,
         "init_timeout": 5,
         # Microseconds to poll for a reply before sleeping (distkv/busypoll.py);
-        # null: 200, or 0 on one CPU.
+        # null: 50, or 0 on one CPU.
         "busy_poll": None,
     },
     "server": {
@@ -48,7 +48,7 @@ DEFAULTS: dict[str, Any] = {
         "window": 4 * 1024 * 1024,
         "max_message": 4 * 1024 * 1024,
         # Microseconds a connection polls for the next request before sleeping, while
-        # its client sends back to back (distkv/busypoll.py); null: 200, or 0 on one CPU.
+        # its client sends back to back (distkv/busypoll.py); null: 50, or 0 on one CPU.
         "busy_poll": None,
     },
     "logging": {"level": "WARNING"},
