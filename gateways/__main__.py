@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = _config.load(a.cfg, a.conf)
         mod = importlib.import_module(GATEWAYS[a.gateway])
+        check = getattr(mod, "check_config", None)
+        if check is not None:  # a bad file is reported before anything connects
+            check(_config.merge(mod.DEFAULTS, (cfg.get("gateways") or {}).get(a.gateway) or {}))
         trio.run(_run, cfg, mod, a.gateway)
     except DistKVError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
