@@ -686,6 +686,10 @@ class Bus(abc.ABC):
             if not todo:
                 return
             await self._transport_subscribe(todo)
+            if any(g.epoch != self._epoch for g in todo):
+                # the link broke meanwhile (the transport gave up on these): the next
+                # connection redoes them. Looping here would spin without ever yielding.
+                return
 
     def _dispatch(
         self, full_topic: str, payload: bytes, retained: bool, sids: list[int] | None

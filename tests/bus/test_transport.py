@@ -429,3 +429,16 @@ async def test_bus_type_is_a_bus() -> None:
         assert isinstance(bus, Bus)
         assert bus.presence_topic == "presence/n"
         assert bus.full_topic("x/y") == "r/x/y"
+
+
+async def test_resubscribing_gives_up_when_the_link_breaks_meanwhile() -> None:
+    """Regression: when the transport could not (re)make a subscription because the
+    link broke, _resubscribe_all looped without yielding (the MQTT bus hung the whole
+    event loop at 100 % CPU); the next connection redoes it instead."""
+    async with MemoryNetwork() as net, net.open_bus("r", "n1") as bus:
+        async with bus.subscribe("a/#"):
+            net.partition("n1")
+            bus._epoch += 1  # as after a reconnect: every group needs resubscribing
+            with trio.fail_after(1):
+                await bus._resubscribe_all()
+            net.heal()
