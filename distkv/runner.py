@@ -104,6 +104,7 @@ class Runner:
         self.running: dict[tuple, trio.CancelScope] = {}
         self.errors: dict[tuple, int] = {}  # job path -> failures in a row
         self._finished: dict[tuple, float] = {}  # job path -> start of our last run
+        self._ok: set[tuple] = set()  # jobs that succeeded since this runner started
         self._changed = trio.Event()
         self.started_jobs = 0
 
@@ -224,7 +225,10 @@ class Runner:
                     fn = await self._load(job)
                     self.states[job.path] = state
                     await self.client.set(state_path, state)
-                    fn = with_globals(fn, {**self._names, **(job.data or {}), **self._extra(job)})
+                    data = {
+                        k: v for k, v in (job.data or {}).items() if not str(k).startswith("__")
+                    }
+                    fn = with_globals(fn, {**self._names, **data, **self._extra(job)})
                     result = await fn()
                 except Exception as exc:  # noqa: BLE001 - stored code may raise anything
                     state = {**state, "stopped": self.clock(), "error": describe_error(exc)}
@@ -235,7 +239,10 @@ class Runner:
                     state = {**state, "stopped": self.clock(), "result": _storable(result)}
                     self.states[job.path] = state
                     await self.client.set(state_path, state)
-                    if self.errors.pop(job.path, None) is not None:
+                    # the first success after our start also clears a record an
+                    # earlier run of this runner left behind
+                    if self.errors.pop(job.path, None) is not None or job.path not in self._ok:
+                        self._ok.add(job.path)
                         await self.client.delete(Path(*ERROR_ROOT, self.name, error_id(path)))
         finally:
             self._finished[job.path] = state["started"]
