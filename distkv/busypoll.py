@@ -15,13 +15,14 @@ connection or one that talks a few times a second costs nothing; only back-to-ba
 traffic keeps it on. A budget of 0 disables it (the default on single-CPU machines,
 where polling would only steal time from the peer we are waiting for).
 
-The budget is short (50 µs) because of CPU contention: with a CPU-bound process
-beside client and server on two cores, a 200 µs budget cut sequential sets from 8k/s
-(no polling) to 3.3k/s, since the poller burns the time slice its peer needs. At
-50 µs the contended rate stays within ~10 % of no polling (7.3k vs 8.1k), and the
-uncontended gain is almost all kept (28k/s vs 33k/s at 200 µs; 7.5k without).
-Yielding the CPU (``sched_yield``) on every try was measured too: it costs most of
-the gain even without contention (8.3k/s), so it is not done.
+The budgets are short (server 50 µs, client 100 µs) because of CPU contention: with a
+CPU-bound process beside client and server on two cores, 200 µs on both sides cut
+sequential sets from 8.6k/s (no polling) to 3.3k/s, since the poller burns the time
+slice its peer needs; 50/100 gives 7.0k there. The client's is longer because a
+reply includes the server's work: with a state dir (a log write per request) a
+50 µs client budget missed every reply and fell back to sleeping (14k/s instead of
+26k/s). Yielding the CPU (``sched_yield``) on every try was measured too: it costs
+most of the gain even without contention (8.3k/s), so it is not done.
 """
 
 from __future__ import annotations
@@ -32,16 +33,22 @@ from time import perf_counter
 
 import trio
 
-DEFAULT_BUDGET_US = 50
+# A server waits for a client's next request: a tight client loop turns around in
+# ~20 µs. A client waits for the server's reply, which may include a log write, ACL
+# and type checks (~50 µs): a budget shorter than that would miss every time.
+SERVER_BUDGET_US = 50
+CLIENT_BUDGET_US = 100
 
 
-def default_budget_us() -> int:
+def default_budget_us(client: bool = False) -> int:
     """The budget to use when the configuration says nothing: off on one CPU."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
-    return DEFAULT_BUDGET_US if cpus > 1 else 0
+    if cpus < 2:
+        return 0
+    return CLIENT_BUDGET_US if client else SERVER_BUDGET_US
 
 
 class BusyPoller:

@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
         "name": None,
         "init_timeout": 5,
         # Microseconds to poll for a reply before sleeping (distkv/busypoll.py);
-        # null: 50, or 0 on one CPU.
+        # null: 100, or 0 on one CPU.
         "busy_poll": None,
     },
     "server": {

@@ -196,7 +196,7 @@ class Client:
             # a duplicate of the socket's fd, for _send_now (plain TCP only, not TLS)
             self._raw = socket.socket(fileno=os.dup(self._stream.socket.fileno()))
             budget = c.get("busy_poll")
-            budget = default_budget_us() if budget is None else float(budget)
+            budget = default_budget_us(client=True) if budget is None else float(budget)
             if budget:
                 self._poller = BusyPoller(self._raw, self._stream, budget)
         nursery.start_soon(self._stream_reader)
