@@ -14,9 +14,11 @@ Configuration (``gateways.mqtt``)::
     retain: true                 # publish retained, so late subscribers get the state
     qos: 1
     name: null                   # MQTT client name (default: distkv-gw-HOST)
+    max_pending: 10000           # messages queued while the broker is away
 
 The broker may go away: the gateway keeps retrying and the tree keeps serving; changes
-made meanwhile are published when it is back (QoS 1 queued by the bus).
+made meanwhile are published when it is back (QoS 1, queued by the bus; if more pile
+up than the bus may queue, the whole state is published again once it is back).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 import trio
 
+from distkv.bus.base import BusOverflowError
 from distkv.bus.mqtt import open_mqtt_bus
 from distkv.exceptions import DistKVError
 from distkv.util import NotGiven, P
@@ -42,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "retain": True,
     "qos": 1,
     "name": None,
+    "max_pending": 10_000,  # messages queued for the broker (e.g. while it is away)
 }
 
 __all__ = ["DEFAULTS", "Bridge", "serve"]
@@ -54,13 +58,35 @@ async def serve(client, cfg: dict, *, task_status=trio.TASK_STATUS_IGNORED) -> N
     bridge = Bridge()
     name = cfg.get("name") or f"distkv-gw-{socket.gethostname()}"
     qos, retain = int(cfg["qos"]), bool(cfg["retain"])
-    async with open_mqtt_bus(cfg["uri"], cfg["topic"], name, client_id=name) as bus:
+    async with open_mqtt_bus(
+        cfg["uri"], cfg["topic"], name, client_id=name, max_pending=int(cfg["max_pending"])
+    ) as bus:
+        dropped = 0
 
         def publish(items) -> None:
+            nonlocal dropped
             for topic, payload in items:
-                bus.publish_nowait(topic, payload, qos=qos, retain=retain)
+                try:
+                    bus.publish_nowait(topic, payload, qos=qos, retain=retain)
+                except BusOverflowError:
+                    # the broker has been away for a long time: the whole state is
+                    # published again when it is back (see _resync), so drop this
+                    if not dropped:
+                        logger.warning("MQTT queue full: will republish everything later")
+                    dropped += 1
+
+        async def resync() -> None:
+            nonlocal dropped
+            while True:
+                await bus.wait_disconnected()
+                await bus.wait_connected()
+                while dropped:  # again if more were dropped meanwhile
+                    dropped = 0
+                    for topic, payload in bridge.initial():  # waiting for room this time
+                        await bus.publish(topic, payload, qos=qos, retain=retain)
 
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(resync)
             ready = trio.Event()
             nursery.start_soon(_tree_to_mqtt, client, base, bridge, publish, ready)
             await ready.wait()

@@ -165,3 +165,25 @@ async def test_gateway_survives_the_broker_going_away(broker):
                 await dev.publish("after/up", b"1")
                 await wait_value(c, "home.after.up", "1", timeout=20)
             n.cancel_scope.cancel()
+
+
+async def test_a_long_outage_republishes_everything(broker):
+    """More changes than the gateway may queue while the broker is away: none is
+    lost, the whole state goes out once it is back."""
+    async with open_test_server(init="Testing") as s:
+        cfg = {**gw.DEFAULTS, "uri": broker.uri, "name": "gw-test", "max_pending": 5}
+        async with open_memory_client(s) as c, trio.open_nursery() as n:
+            await n.start(gw.serve, c, cfg)
+            await broker.astop()
+            for i in range(20):
+                await c.set(P(f"home.many.k{i}"), str(i))
+            await broker.astart()
+            async with open_mqtt_bus(broker.uri, "home", "device") as dev:
+                got = {}
+                async with dev.subscribe("many/+") as sub:
+                    it = sub.__aiter__()
+                    while len(got) < 20:
+                        m = await next_msg(it, timeout=20)
+                        got[m.topic] = m.payload
+                assert got == {f"many/k{i}": str(i).encode() for i in range(20)}
+            n.cancel_scope.cancel()
