@@ -16,7 +16,7 @@ from ..exceptions import NoDataError
 from ..runner import Runner, job_roots
 from .main import ArgParser, UsageError
 from .output import nest, yprint
-from .types import _read_file, _read_scripts
+from .types import add_get_list_delete, read_file, read_scripts
 
 
 def _yaml_arg(item: str) -> tuple[str, Any]:
@@ -41,17 +41,13 @@ def run_code(cfg: dict, args: list[str]) -> int:
     )
     s.add_argument("-s", "--script", metavar="FILE")
     s.add_argument("path")
-    g = sub.add_parser("get", help="show stored code")
-    g.add_argument("path")
-    sub.add_parser("list", help="list stored code")
-    d = sub.add_parser("delete", help="delete stored code")
-    d.add_argument("path")
+    add_get_list_delete(sub, "piece of stored code", "stored code", arg="path")
     a = p.parse_args(args)
     if a.op == "set":
         a.code = (
-            _read_file(a.script)
+            read_file(a.script)
             if a.script
-            else _read_scripts(["Enter the Python code (the body of an async function)."])[0]
+            else read_scripts(["Enter the Python code (the body of an async function)."])[0]
         )
     return trio.run(_code, cfg, a)
 

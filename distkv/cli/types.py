@@ -30,7 +30,7 @@ def _literal(raw: str):
         ) from None
 
 
-def _read_file(fn: str) -> str:
+def read_file(fn: str) -> str:
     if fn == "-":
         return sys.stdin.read()
     try:
@@ -40,7 +40,7 @@ def _read_file(fn: str) -> str:
         raise UsageError(f"cannot read {fn}: {exc.strerror}") from None
 
 
-def _read_scripts(prompts: list[str]) -> list[str]:
+def read_scripts(prompts: list[str]) -> list[str]:
     """Scripts from standard input: on a terminal each one ends with Ctrl-D; from a
     pipe or file they are separated by a line ``---``."""
     if sys.stdin.isatty():
@@ -64,6 +64,14 @@ def _read_scripts(prompts: list[str]) -> list[str]:
             f" got {len(parts)}"
         )
     return ["".join(p) for p in parts]
+
+
+def add_get_list_delete(sub, what: str, listing: str, arg: str = "name") -> None:
+    """The ``get``, ``list`` and ``delete`` subcommands that types, codecs and code
+    share."""
+    sub.add_parser("get", help=f"show a {what}").add_argument(arg)
+    sub.add_parser("list", help=f"list {listing}")
+    sub.add_parser("delete", help=f"delete a {what}").add_argument(arg)
 
 
 def _name_path(root: tuple, name: tuple) -> Path:
@@ -110,11 +118,7 @@ def run_type(cfg: dict, args: list[str]) -> int:
     s.add_argument("-b", "--bad", action="append", default=[], metavar="VALUE")
     s.add_argument("-s", "--script", metavar="FILE", help="read the check from FILE")
     s.add_argument("name")
-    g = sub.add_parser("get", help="show a type")
-    g.add_argument("name")
-    sub.add_parser("list", help="list the types and what they match")
-    d = sub.add_parser("delete", help="delete a type")
-    d.add_argument("name")
+    add_get_list_delete(sub, "type", "the types and what they match")
     m = sub.add_parser(
         "match", help="bind a type to a path pattern: match -t NAME PATTERN (+ one, # any)"
     )
@@ -131,9 +135,9 @@ async def _type(cfg: dict, a) -> int:
         if not a.good or not a.bad:
             raise UsageError("a type needs good and bad examples: -g VALUE ... -b VALUE ...")
         code = (
-            _read_file(a.script)
+            read_file(a.script)
             if a.script
-            else _read_scripts(["Enter the Python script to check 'value'."])[0]
+            else read_scripts(["Enter the Python script to check 'value'."])[0]
         )
         record = {
             "code": code,
@@ -194,11 +198,7 @@ def run_codec(cfg: dict, args: list[str]) -> int:
     s.add_argument("-e", "--encode", metavar="FILE", help="read the encode script from FILE")
     s.add_argument("-d", "--decode", metavar="FILE", help="read the decode script from FILE")
     s.add_argument("name")
-    g = sub.add_parser("get", help="show a codec")
-    g.add_argument("name")
-    sub.add_parser("list", help="list the codecs and converters")
-    d = sub.add_parser("delete", help="delete a codec")
-    d.add_argument("name")
+    add_get_list_delete(sub, "codec", "the codecs and converters")
     c = sub.add_parser(
         "convert", help="convert -c CODEC CONVERTER PATTERN: in CONVERTER, use CODEC there"
     )
@@ -222,10 +222,10 @@ async def _codec(cfg: dict, a) -> int:
             prompts.append("Enter the Python script to decode 'value'.")
         if a.encode == "-" and a.decode == "-":
             raise UsageError("only one of --encode / --decode can read standard input")
-        from_stdin = iter(_read_scripts(prompts) if prompts else [])
+        from_stdin = iter(read_scripts(prompts) if prompts else [])
         record = {
-            "encode": _read_file(a.encode) if a.encode else next(from_stdin),
-            "decode": _read_file(a.decode) if a.decode else next(from_stdin),
+            "encode": read_file(a.encode) if a.encode else next(from_stdin),
+            "decode": read_file(a.decode) if a.decode else next(from_stdin),
             "in": [[_literal(x), _literal(y)] for x, y in a.inputs],
             "out": [[_literal(x), _literal(y)] for x, y in a.outputs],
         }
