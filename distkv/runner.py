@@ -100,6 +100,9 @@ class Runner:
         self.clock = clock
         self.jobs: dict[tuple, Job] = {}
         self.states: dict[tuple, Mapping] = {}
+        # states of the jobs every runner of the set runs ("all"): one per runner
+        self.own_root = Path(*STATE_ROOT, "every", self.name, *self.state_root[2:])
+        self.own_states: dict[tuple, Mapping] = {}
         self.heartbeats: dict[str, Any] = {}
         self.running: dict[tuple, trio.CancelScope] = {}
         self.errors: dict[tuple, int] = {}  # job path -> failures in a row
@@ -133,9 +136,10 @@ class Runner:
         else:
             self.jobs[rel] = job
 
-    def _on_state(self, rel: tuple, value: Any) -> None:
+    def _on_state(self, rel: tuple, value: Any, states: dict | None = None) -> None:
+        states = self.states if states is None else states
         if value is NotGiven or not isinstance(value, Mapping):
-            self.states.pop(rel, None)
+            states.pop(rel, None)
             return
         if (
             value.get("stopped") is None
@@ -143,7 +147,10 @@ class Runner:
             and self._finished.get(rel) == value.get("started")
         ):
             return  # the late echo of our own "started", for a run that has ended
-        self.states[rel] = value
+        states[rel] = value
+
+    def _on_own_state(self, rel: tuple, value: Any) -> None:
+        self._on_state(rel, value, self.own_states)
 
     def _on_heartbeat(self, rel: tuple, value: Any) -> None:
         if len(rel) != 1:
@@ -160,6 +167,7 @@ class Runner:
         async with trio.open_nursery() as nursery:
             await nursery.start(self._follow, self.jobs_root, self._on_job)
             await nursery.start(self._follow, self.state_root, self._on_state)
+            await nursery.start(self._follow, self.own_root, self._on_own_state)
             if self.hb_root is not None:
                 await nursery.start(self._follow, self.hb_root, self._on_heartbeat)
                 await self._beat()
@@ -194,7 +202,13 @@ class Runner:
             if self.hb_root is not None:
                 runners = live_runners(self.heartbeats, now, self.stale)
             start, wake = plan(
-                self.jobs.values(), self.states, now, self.name, runners, self.running
+                self.jobs.values(),
+                self.states,
+                now,
+                self.name,
+                runners,
+                self.running,
+                self.own_states,
             )
             for job in start:
                 scope = trio.CancelScope()
@@ -211,7 +225,8 @@ class Runner:
 
     async def _run(self, job: Job, scope: trio.CancelScope) -> None:
         path = self.jobs_root + job.path
-        state_path = self.state_root + job.path
+        state_path = (self.own_root if job.every else self.state_root) + job.path
+        states = self.own_states if job.every else self.states
         state: dict[str, Any] = {
             "started": self.clock(),
             "stopped": None,
@@ -223,7 +238,7 @@ class Runner:
             with scope:
                 try:
                     fn = await self._load(job)
-                    self.states[job.path] = state
+                    states[job.path] = state
                     await self.client.set(state_path, state)
                     data = {
                         k: v for k, v in (job.data or {}).items() if not str(k).startswith("__")
@@ -232,12 +247,12 @@ class Runner:
                     result = await fn()
                 except Exception as exc:  # noqa: BLE001 - stored code may raise anything
                     state = {**state, "stopped": self.clock(), "error": describe_error(exc)}
-                    self.states[job.path] = state
+                    states[job.path] = state
                     await self.client.set(state_path, state)
                     await self._error(path, job, exc)
                 else:
                     state = {**state, "stopped": self.clock(), "result": _storable(result)}
-                    self.states[job.path] = state
+                    states[job.path] = state
                     await self.client.set(state_path, state)
                     # the first success after our start also clears a record an
                     # earlier run of this runner left behind

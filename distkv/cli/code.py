@@ -11,7 +11,7 @@ import trio
 
 from ..client import open_client
 from ..core.path import P, Path
-from ..core.runner import CODE_ROOT, ERROR_ROOT
+from ..core.runner import CODE_ROOT, ERROR_ROOT, STATE_ROOT
 from ..exceptions import NoDataError
 from ..runner import Runner, job_roots
 from .main import ArgParser, UsageError
@@ -97,6 +97,10 @@ def run_run(cfg: dict, args: list[str]) -> int:
     )  # fmt: skip
     s.add_argument("-r", "--repeat", type=float, default=None, help="run again every N seconds")
     s.add_argument("-d", "--data", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument(
+        "-a", "--all", action="store_true",
+        help="run on every runner of the set (e.g. every host of a group), not on one",
+    )  # fmt: skip
     s.add_argument("path")
     g = sub.add_parser("get", help="show a job and its state")
     g.add_argument("path")
@@ -135,13 +139,26 @@ async def _run(cfg: dict, a) -> int:
                 "repeat": a.repeat,
                 "data": dict(_yaml_arg(x) for x in a.data),
             }
+            if a.all:
+                job["all"] = True
             await client.set(jobs + P(a.path), job)
         elif a.op == "get":
             res = await client.get(jobs + P(a.path))
             if "value" not in res:
                 raise NoDataError(f"no job {a.path}")
-            state = await client.get(states + P(a.path))
-            yprint({"job": res.value, "state": state.get("value")})
+            if isinstance(res.value, dict) and res.value.get("all"):
+                # one state per runner: .distkv state every RUNNER <set> PATH
+                every = Path(*STATE_ROOT, "every")
+                want = tuple(states[2:]) + tuple(P(a.path))
+                per = {
+                    r.path[0]: r.value
+                    async for r in client.get_tree(every)
+                    if tuple(r.path[1:]) == want
+                }
+                yprint({"job": res.value, "states": per})
+            else:
+                state = await client.get(states + P(a.path))
+                yprint({"job": res.value, "state": state.get("value")})
         elif a.op == "delete":
             if not (await client.delete(jobs + P(a.path))).changed:
                 raise NoDataError(f"no job {a.path}")

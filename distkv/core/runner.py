@@ -12,6 +12,8 @@ Code lives in the system tree (``:n.code...``), jobs and their bookkeeping below
                                          "target": the target it ran for, "result": ...}
     .distkv runner any NAME             {"seen": t}: runner NAME is alive (heartbeat)
     .distkv runner group GROUP NAME     the same, per group
+    .distkv state every RUNNER any a q  a job with ``all: true`` runs on every runner of
+                                        its set; each keeps its own state here
 
 A job is **due** when its ``target`` (a wall-clock time, seconds) has come and it has not
 run for that target yet; with ``repeat`` it is due again ``repeat`` seconds after its
@@ -71,6 +73,7 @@ class Job:
     target: float | None = None
     repeat: float | None = None
     data: Mapping | None = None
+    every: bool = False  # run by every runner of the set, not by one of them
 
     @classmethod
     def from_value(cls, path: tuple, value: Any) -> Job | None:
@@ -87,9 +90,11 @@ class Job:
             return None
         if repeat is not None and (not _number(repeat) or repeat <= 0):
             return None
-        return cls(
-            tuple(path), tuple(code), target, repeat, data if isinstance(data, Mapping) else None
-        )
+        every = value.get("all", False)
+        if not isinstance(every, bool):
+            return None
+        data = data if isinstance(data, Mapping) else None
+        return cls(tuple(path), tuple(code), target, repeat, data, every)
 
 
 def due_at(job: Job, state: Mapping | None) -> float | None:
@@ -145,12 +150,14 @@ def plan(
     me: str,
     runners: Iterable[str] | None,
     running: Iterable[tuple] = (),
+    own_states: Mapping[tuple, Mapping] | None = None,
 ) -> tuple[list[Job], float | None]:
     """What runner ``me`` starts now, and when to look again (None: only on a change).
 
     ``runners``: the live runners of the set (``me`` is assumed live), or None for a
     node's own jobs. ``running``: job paths this runner is running now (not started
-    twice, also when their state has not come back yet).
+    twice, also when their state has not come back yet). ``own_states``: this
+    runner's own states of the jobs that every runner runs (``all``).
     """
     peers = None if runners is None else sorted({*runners, me})
     busy = set(running)
@@ -159,9 +166,12 @@ def plan(
     for job in jobs:
         if job.path in busy:
             continue
-        if peers is not None and owner(job.path, peers) != me:
+        if job.every:
+            state = (own_states or {}).get(job.path)
+        elif peers is not None and owner(job.path, peers) != me:
             continue
-        state = states.get(job.path)
+        else:
+            state = states.get(job.path)
         if state and state.get("started") is not None and state.get("stopped") is None:
             if state.get("runner") == me:
                 # we ran it but never finished (we were restarted): run it again

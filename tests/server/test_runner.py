@@ -190,3 +190,37 @@ async def test_malformed_jobs_are_skipped(autojump_clock, bad):
 async def _done(c, name):
     st = await state_of(c, "any", name)
     return bool(st and st.get("stopped") is not None)
+
+
+async def test_all_jobs_run_on_every_runner_of_a_group(autojump_clock):
+    async with open_test_server(init="Testing") as s, open_memory_client(s) as c:
+        await store_code(c, "who", "return info['runner']")
+        group = Path(*RUN_ROOT, "group", "onewire")
+        clock = trio.current_time
+        async with trio.open_nursery() as n:
+            runners = []
+            for name in ("pi1", "pi2", "pi3"):
+                rc = await n.start(_client_task, s)
+                r = Runner(rc, group="onewire", name=name, clock=clock)
+                runners.append(r)
+                await n.start(r.serve)
+            await c.set(group + ("scan",), {"code": ["who"], "target": clock(), "all": True})
+            await c.set(group + ("once",), {"code": ["who"], "target": clock()})
+
+            async def every_ran():
+                for name in ("pi1", "pi2", "pi3"):
+                    st = await state_of(c, "every", name, "group", "onewire", "scan")
+                    if not st or st.get("result") != name:
+                        return False
+                return True
+
+            await until(every_ran)
+            await until(lambda: _done_group(c))
+            # 3 runs of the all-job, 1 of the other
+            assert sum(r.started_jobs for r in runners) == 4
+            n.cancel_scope.cancel()
+
+
+async def _done_group(c):
+    st = await state_of(c, "group", "onewire", "once")
+    return bool(st and st.get("stopped") is not None)

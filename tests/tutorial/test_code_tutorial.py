@@ -72,3 +72,23 @@ def test_errors(server):
     assert ok(server.run(DKV + "dkv error list -d_ :.distkv.run.node")) == ""
     ok(server.run(DKV + "dkv error clear"))
     assert ok(server.run(DKV + "dkv error list -d_")) == ""
+
+
+def test_group_jobs_on_one_or_all_hosts(server):
+    """ "a way to designate a subgroup of hosts (like 'all with a 1wire interface') and
+    to run a job on any / all of them" """
+    server.start("-i", "Testing")
+    ok(server.run(DKV + "dkv code set the.answer", input='print("Forty-Two!")\nreturn 42\n'))
+    with (
+        server.spawn("exec distkv client run -g onewire all -N pi1") as pi1,
+        server.spawn("exec distkv client run -g onewire all -N pi2") as pi2,
+    ):
+        wait_for(server, "dkv data :.distkv.runner.group.onewire list", "pi1\npi2\n")
+        ok(server.run(DKV + "dkv run -g onewire set -c the.answer -t 0 --all scan"))
+        assert read_line(pi1.stdout) == "Forty-Two!\n"
+        assert read_line(pi2.stdout) == "Forty-Two!\n"
+        deadline = time.monotonic() + 20
+        while (out := ok(server.run(DKV + "dkv run -g onewire get scan"))).count("result: 42") < 2:
+            assert time.monotonic() < deadline, out
+            time.sleep(0.05)
+        assert "pi1:\n" in out and "pi2:\n" in out
