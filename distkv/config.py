@@ -73,19 +73,20 @@ def merge(base: dict, over: Mapping) -> dict:
     return out
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """Parse one ``-C dotted.key=value`` item; the value is read as YAML."""
+def parse_override(item: str, option: str = "-C") -> tuple[list[str], Any]:
+    """Parse one ``-C dotted.key=value`` item; the value is read as YAML. ``option``
+    names the command-line option in errors."""
     if "=" not in item:
-        raise ConfigError(f"-C needs key=value, got {item!r}")
+        raise ConfigError(f"{option} needs key=value, got {item!r}")
     key, _, raw = item.partition("=")
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
-        raise ConfigError(f"-C needs a key before '=', got {item!r}")
+        raise ConfigError(f"{option} needs a key before '=', got {item!r}")
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError as exc:
         why = " ".join(str(exc).split())
-        raise ConfigError(f"cannot parse value of -C {key}: {why}") from None
+        raise ConfigError(f"cannot parse value of {option} {key}: {why}") from None
     return parts, value
 
 

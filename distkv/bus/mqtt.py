@@ -512,42 +512,17 @@ class MqttBus(Bus):
 
 
 @asynccontextmanager
-async def open_mqtt_bus(
-    uri: str,
-    root: str,
-    node: str,
-    *,
-    will: bytes | None = None,
-    keepalive: int = 15,
-    min_backoff: float = 0.1,
-    max_backoff: float = 1.0,
-    connect_timeout: float = 5.0,
-    close_timeout: float = 2.0,
-    max_pending: int = DEFAULT_MAX_PENDING,
-    client_id: str | None = None,
-    mqtt_version: int = 5,
-) -> AsyncIterator[MqttBus]:
-    """Open a bus on the broker at ``uri`` (``mqtt://[user:pass@]host[:port]``).
+async def open_mqtt_bus(uri: str, root: str, node: str, **options: Any) -> AsyncIterator[MqttBus]:
+    """Open a bus on the broker at ``uri`` (``mqtt://[user:pass@]host[:port]``);
+    ``options`` are :class:`MqttBus`'s (``will``, ``keepalive``, backoff and timeouts,
+    ``max_pending``, ``client_id``, ``mqtt_version``).
 
     Returns at once, connected or not: the bus connects and reconnects in the
     background (``await bus.wait_connected()`` under ``trio.fail_after`` to insist).
     ``will`` is the node's offline presence payload. On exit the bus closes cleanly
     (offline presence, pending QoS 1 flushed, DISCONNECT) within ``close_timeout``.
     """
-    bus = MqttBus(
-        uri,
-        root,
-        node,
-        will=will,
-        keepalive=keepalive,
-        min_backoff=min_backoff,
-        max_backoff=max_backoff,
-        connect_timeout=connect_timeout,
-        close_timeout=close_timeout,
-        max_pending=max_pending,
-        client_id=client_id,
-        mqtt_version=mqtt_version,
-    )
+    bus = MqttBus(uri, root, node, **options)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(bus._serve)

@@ -5,27 +5,27 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from typing import Any
 
 import trio
 
 from ..client import open_client
+from ..config import parse_override, set_dotted
 from ..core.path import P, Path
 from ..core.runner import CODE_ROOT, ERROR_ROOT, STATE_ROOT
 from ..exceptions import NoDataError
 from ..runner import Runner, job_roots
-from .main import ArgParser, UsageError
+from .main import ArgParser
 from .output import nest, yprint
 from .types import add_get_list_delete, read_file, read_scripts
 
 
-def _yaml_arg(item: str) -> tuple[str, Any]:
-    import yaml
-
-    key, sep, raw = item.partition("=")
-    if not sep or not key:
-        raise UsageError(f"-d needs key=value, not {item!r}")
-    return key, yaml.safe_load(raw)
+def _job_data(items: list[str]) -> dict:
+    """``-d key=value`` items, read like ``-C`` overrides: YAML values, dotted keys
+    nest (``-d lamp.room=kitchen``)."""
+    data: dict = {}
+    for item in items:
+        set_dotted(data, *parse_override(item, option="-d"))
+    return data
 
 
 # --- code ---
@@ -137,7 +137,7 @@ async def _run(cfg: dict, a) -> int:
                 "code": list(P(a.code)),
                 "target": a.time,
                 "repeat": a.repeat,
-                "data": dict(_yaml_arg(x) for x in a.data),
+                "data": _job_data(a.data),
             }
             if a.all:
                 job["all"] = True

@@ -45,6 +45,13 @@ def test_code_execution(server):
         wait_for(server, "dkv run -n $(hostname) get a.question", "result: 42\n")
     assert ok(server.run(DKV + "dkv run -n $(hostname) list")) == "a.question\n"
 
+    # job data: YAML values, dotted keys nest (like -C); a bad item is a clear error
+    ok(server.run(DKV + "dkv run set -c the.answer -d lamp.room=kitchen -d n=3 later"))
+    out = ok(server.run(DKV + "dkv run get later"))
+    assert "  data:\n    lamp:\n      room: kitchen\n    n: 3\n" in out
+    res = server.run(DKV + "dkv run set -c the.answer -d oops later")
+    assert res.returncode == 1 and res.stderr == "ConfigError: -d needs key=value, got 'oops'\n"
+
     # code that does not compile is refused before it is stored
     res = server.run(DKV + "dkv code set bad.code", input="return (\n")
     assert res.returncode == 1
