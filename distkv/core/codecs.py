@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..exceptions import ClientError, PathError, ScriptError, ValueTypeError
+from ..exceptions import ClientError, ScriptError, ValueTypeError
 from .path import Path
 from .pattern import PatternMap, check_pattern
 from .script import compile_script, def_name, describe_error, examples
@@ -180,25 +180,15 @@ class CodecRegistry:
             if not isinstance(conv, str):
                 return False
             pm = self.convs.get(conv)
-            if value is NotGiven:
-                if pm is not None:
-                    pm.delete(pattern)
-                    if not pm:
-                        del self.convs[conv]
-                return True
-            try:
-                check_pattern(pattern)
-            except PathError as exc:
-                logger.error("stored converter %s %s is ignored: %s", conv, pattern, exc)
-                return True
-            try:
-                name: tuple | None = codec_name(value.get("codec"))
-            except (ClientError, AttributeError) as exc:
-                name = None  # fail closed
-                logger.error("stored converter %s %s is unusable: %s", conv, Path(*pattern), exc)
             if pm is None:
+                if value is NotGiven:
+                    return True
                 pm = self.convs[conv] = PatternMap()
-            pm.set(pattern, name)
+            pm.bind(
+                pattern, value, lambda v: codec_name(v.get("codec")), f"stored converter {conv}"
+            )
+            if not pm:
+                del self.convs[conv]  # an empty converter would pass every path through
             return True
         return False
 

@@ -19,10 +19,15 @@ Elements compare as dict keys do (as in the tree): ``1``, ``1.0`` and ``True`` a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..exceptions import PathError
+from ..exceptions import DistKVError, PathError
+from .path import Path
+from .types import NotGiven
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["PatternMap", "check_pattern", "pattern_key", "pattern_matches"]
 
@@ -126,6 +131,26 @@ class PatternMap:
         bucket.remove(pat)
         if not bucket and bucket is not self._wild_first:
             del self._by_first[pat[0]]
+
+    def bind(self, pattern: tuple, value: Any, payload_of: Callable[[Any], Any], what: str) -> None:
+        """Follow a stored binding entry (a type match, a converter rule) as it
+        changes: ``NotGiven`` removes it; a pattern that cannot match is ignored; a
+        value whose payload cannot be read binds ``None``, so the paths stay guarded
+        (fail closed). Logged, never raised: the entry may come from another node."""
+        if value is NotGiven:
+            self.delete(pattern)
+            return
+        try:
+            check_pattern(pattern)
+        except PathError as exc:
+            logger.error("%s %s is ignored: %s", what, pattern, exc)
+            return
+        try:
+            payload = payload_of(value)
+        except (DistKVError, AttributeError, TypeError) as exc:
+            payload = None
+            logger.error("%s %s is unusable: %s", what, Path(*pattern), exc)
+        self.set(pattern, payload)
 
     def lookup(self, path: tuple) -> tuple[tuple, Any] | None:
         """``(pattern, payload)`` of the most specific pattern covering ``path``."""

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..exceptions import ClientError, PathError, ScriptError, ValueTypeError
+from ..exceptions import ClientError, ScriptError, ValueTypeError
 from .path import Path
 from .pattern import PatternMap, check_pattern
 from .script import compile_script, def_name, describe_error, examples
@@ -97,21 +97,9 @@ class TypeRegistry:
                     logger.error("stored type %s is unusable: %s", _fmt(name), exc)
             return True
         if kind == "match":
-            pattern = tuple(path[2:])
-            if value is NotGiven:
-                self.matches.delete(pattern)
-                return True
-            try:
-                check_pattern(pattern)
-            except PathError as exc:
-                logger.error("stored type match %s is ignored: %s", pattern, exc)
-                return True
-            try:
-                self.matches.set(pattern, type_name(value.get("type")))
-            except (ClientError, PathError, AttributeError) as exc:
-                # fail closed: a match we cannot read still guards its paths
-                self.matches.set(pattern, None)
-                logger.error("stored type match %s is unusable: %s", Path(*pattern), exc)
+            self.matches.bind(
+                tuple(path[2:]), value, lambda v: type_name(v.get("type")), "stored type match"
+            )
             return True
         return False
 
