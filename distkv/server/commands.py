@@ -14,7 +14,7 @@ import trio
 from ..core.path import Path, sort_key
 from ..core.types import NotGiven
 from ..exceptions import ClientChainError, ClientError
-from .watch import Watcher, encode_for
+from .watch import Watcher, encode_item
 
 if TYPE_CHECKING:
     from .server import Server
@@ -205,8 +205,12 @@ async def cmd_get_tree(server: Server, session: Session, msg: dict) -> None:
     piles up in memory for a slow reader.
     """
     path, seq, min_depth, max_depth, nchain = _stream_args(msg)
+    conv = session.conv
     for n, (rel, e) in enumerate(_readable_entries(server, session, path, min_depth, max_depth), 1):
-        session.send(encode_for(session, path + rel, _entry_msg(seq, rel, e, nchain)))
+        msg = _entry_msg(seq, rel, e, nchain)
+        if conv is not None:
+            encode_item(conv, path + rel, msg)
+        session.send(msg)
         if n % 500 == 0:
             session.wakeup.set()
             await session.wait_writable()
@@ -227,8 +231,12 @@ async def cmd_watch(server: Server, session: Session, msg: dict) -> None:
     session.watchers[seq] = w
     server.watches.add(w)
     if msg.get("fetch"):
+        conv = session.conv
         for rel, e in _readable_entries(server, session, path, min_depth, max_depth):
-            session.send(encode_for(session, path + rel, _entry_msg(seq, rel, e, nchain)))
+            msg = _entry_msg(seq, rel, e, nchain)
+            if conv is not None:
+                encode_item(conv, path + rel, msg)
+            session.send(msg)
         session.send({"seq": seq, "state": "uptodate"})
     session.wakeup.set()
     await trio.sleep_forever()

@@ -45,17 +45,15 @@ class Watcher:
         return msg
 
 
-def encode_for(session: Session, path: tuple, msg: dict) -> dict:
-    """Apply the session's codec to a stream item's value. A value the codec cannot
-    encode is sent as stored, with ``codec_error`` saying why: one odd value must not
-    end a watch."""
-    conv = session.conv
-    if conv is not None and "value" in msg:
+def encode_item(conv: Any, path: tuple, msg: dict) -> None:
+    """Apply a session's codec converter to a stream item's value (callers check that
+    there is one: most sessions have none). A value the codec cannot encode is sent as
+    stored, with ``codec_error`` saying why: one odd value must not end a watch."""
+    if "value" in msg:
         try:
             msg["value"] = conv.encode(path, msg["value"])
         except ValueTypeError as exc:
             msg["codec_error"] = str(exc)
-    return msg
 
 
 class WatchRegistry:
@@ -96,6 +94,7 @@ class WatchRegistry:
                         continue
                     msg = w.event(rel, e, conflict)
                     if msg is not None:
-                        if w.session.conv is not None:
-                            encode_for(w.session, path, msg)
+                        conv = w.session.conv
+                        if conv is not None:
+                            encode_item(conv, path, msg)
                         w.session.send_stream(w, msg)
