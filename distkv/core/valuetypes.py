@@ -47,18 +47,16 @@ def type_name(name: Any) -> tuple:
 class TypeDef:
     """One type as stored: its code (compiled) and examples."""
 
-    __slots__ = ("name", "code", "good", "bad", "check", "problem")
+    __slots__ = ("name", "code", "good", "bad", "check")
 
     def __init__(self, name: tuple, value: Any):
         self.name = name
-        self.check: Callable | None = None
-        self.problem: str | None = None
         if not isinstance(value, Mapping):
             raise ClientError(f"type {_fmt(name)}: the definition must be a mapping")
         self.code = value.get("code")
         self.good = examples(value, "good", f"type {_fmt(name)}")
         self.bad = examples(value, "bad", f"type {_fmt(name)}")
-        self.check = compile_script(self.code, f"type {_fmt(name)}")
+        self.check: Callable = compile_script(self.code, f"type {_fmt(name)}")
 
     def passes(self, value: Any) -> str | None:
         """None if ``value`` passes this type's own check, else why not."""
