@@ -116,6 +116,11 @@ class ClientRoot(ClientEntry):
         self._path = path
         self.synced = trio.Event()
 
+    @property
+    def client(self) -> Client:
+        """The client this mirror reads through (hooks may write with it)."""
+        return self._client
+
     @classmethod
     def child_type(cls, name: Any) -> type[ClientEntry]:
         return ClientEntry

@@ -23,5 +23,4 @@ async def login(client: Client, spec: str | dict[str, Any]) -> None:
         method_name, raw = parse_auth_spec(spec)
         params = resolve_params(raw)
     msg = get_method(method_name).login_message(params)
-    res = await client.request("auth", **msg)
-    client.user = res.user
+    await client.login(msg)

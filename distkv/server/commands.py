@@ -201,8 +201,8 @@ def _readable_entries(server: Server, session: Session, path: Path, min_depth: i
 async def cmd_get_tree(server: Server, session: Session, msg: dict) -> None:
     """Stream every entry with a value below ``path``.
 
-    Sent in chunks with backpressure, so a large tree neither blocks the server nor
-    piles up in memory for a slow reader.
+    Paced by the client's credit, so a large tree neither blocks the server nor piles
+    up in memory for a slow reader.
     """
     path, seq, min_depth, max_depth, nchain = _stream_args(msg)
     conv = session.conv
@@ -210,10 +210,8 @@ async def cmd_get_tree(server: Server, session: Session, msg: dict) -> None:
         msg = _entry_msg(seq, rel, e, nchain)
         if conv is not None:
             encode_item(conv, path + rel, msg)
-        session.send(msg)
+        await session.stream_send(seq, msg)
         if n % 500 == 0:
-            session.wakeup.set()
-            await session.wait_writable()
             await trio.lowlevel.checkpoint()
 
 
@@ -236,8 +234,8 @@ async def cmd_watch(server: Server, session: Session, msg: dict) -> None:
             msg = _entry_msg(seq, rel, e, nchain)
             if conv is not None:
                 encode_item(conv, path + rel, msg)
-            session.send(msg)
-        session.send({"seq": seq, "state": "uptodate"})
+            session.stream_backlog(seq, msg)
+        session.stream_backlog(seq, {"seq": seq, "state": "uptodate"})
     session.wakeup.set()
     await trio.sleep_forever()
 
