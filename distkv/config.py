@@ -26,6 +26,10 @@ DEFAULTS: dict[str, Any] = {
         "ssl": None,
         "name": None,
         "init_timeout": 5,
+        # More nodes to fall back on: ["host:port", ...] (null: host and port).
+        "servers": None,
+        # Connect again when the node goes away (watches resume, see client.py).
+        "reconnect": True,
         # Microseconds to poll for a reply before sleeping (distkv/busypoll.py);
         # null: 100, or 0 on one CPU.
         "busy_poll": None,

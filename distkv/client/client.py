@@ -15,16 +15,17 @@ iterating a stream cannot deadlock.
 
 **Reconnecting**: ``connect.servers`` (or ``host``/``port``) names one or more nodes.
 When the connection breaks, the client connects again (the same node or another, with
-backoff from 0.1 s to 5 s) and logs in again. Requests in flight at that moment fail
-with :class:`ServerClosedError` unless they only read (those are sent again); new
-requests wait for the new connection; watches resume (see :mod:`.resume`). One warning
-per outage, one line when back. ``connect.reconnect: false`` turns this off.
+backoff from 0.1 s to 5 s) and logs in again. Requests in flight at that moment are
+sent again if doing them twice does no harm (reads, unconditional sets and deletes);
+the others (a ``set`` with a chain: the first may have been applied) fail with
+:class:`ServerClosedError`. New requests wait for the new connection; watches resume
+(see :mod:`.resume`). One warning per outage, one line when back.
+``connect.reconnect: false`` turns this off.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import ssl as _ssl
 from collections import deque
@@ -36,7 +37,7 @@ import outcome
 import trio
 
 from .. import config as _config
-from ..busypoll import BusyPoller, default_budget_us
+from ..busypoll import default_budget_us
 from ..core.path import P, Path
 from ..core.types import NotGiven, attrdict, unwrap_group
 from ..exceptions import (
@@ -54,12 +55,15 @@ from ..wire.protocol import (
     StreamActivity,
     StreamEnded,
 )
+from ..wire.transport import Transport
 from .resume import WatchResume
 
 logger = logging.getLogger(__name__)
 
-#: Requests that only read: sent again on the new connection if the old one broke.
-IDEMPOTENT = frozenset({"get_value", "list", "ping", "get_state"})
+#: Requests sent again on the new connection if the old one broke under them: reads,
+#: and writes whose effect is the same if done twice (unconditional set/delete).
+IDEMPOTENT = frozenset({"get_value", "list", "ping", "get_state", "delete_tree"})
+IDEMPOTENT_WITHOUT_CHAIN = frozenset({"set_value", "delete_value"})
 
 _TAKE_OVER = object()  # "nobody is reading now: you read" (see _Conn.wait)
 
@@ -118,22 +122,21 @@ class _Conn:
     """One transport to one server, with its protocol state."""
 
     def __init__(self, stream: trio.abc.Stream, address: str, busy_poll: float):
-        self.stream = stream
+        self.transport = Transport(stream, busy_poll)
         self.address = address
         self.proto = ClientProtocol()
-        self.raw: socket.socket | None = None
-        self.poller: BusyPoller | None = None
-        if isinstance(stream, trio.SocketStream):
-            # a duplicate of the socket's fd, for kernel-first sends (plain TCP only)
-            self.raw = socket.socket(fileno=os.dup(stream.socket.fileno()))
-            if busy_poll:
-                self.poller = BusyPoller(self.raw, stream, busy_poll)
         self.waiting: dict[int, _Waiter] = {}  # request seq -> waiter
         self.consumers: dict[int, _Waiter] = {}  # stream seq -> waiting consumer
         self.reader_busy = False
         self.sending = False
         self.closed: DistKVError | None = None
         self.lost = trio.Event()
+
+    @property
+    def label(self) -> str:
+        """``node NAME at HOST:PORT`` for messages."""
+        g = self.proto.greeting
+        return f"node {g.get('node')} at {self.address}" if g else self.address
 
     # --- reading
 
@@ -142,17 +145,14 @@ class _Conn:
         self.reader_busy = True
         try:
             try:
-                if self.poller is not None:
-                    # Poll only for a lone request: with many in flight, sleeping
-                    # lets their successors pile up into bigger batches.
-                    data = await self.poller.receive_some(65536, len(self.waiting) == 1)
-                else:
-                    data = await self.stream.receive_some(65536)
+                # Poll only for a lone request: with many in flight, sleeping lets
+                # their successors pile up into bigger batches.
+                data = await self.transport.receive_some(65536, len(self.waiting) == 1)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self.fail(ServerClosedError(f"connection to {self.address} lost: {exc}"))
+                self.fail(ServerClosedError(f"connection to {self.label} lost: {exc}"))
                 return
             if not data:
-                self.fail(ServerClosedError(f"{self.address} closed the connection"))
+                self.fail(ServerClosedError(f"{self.label} closed the connection"))
                 return
             waiting = self.waiting
             for ev in self.proto.receive_data(data):
@@ -235,7 +235,7 @@ class _Conn:
                 buf = proto.data_to_send()
                 if not buf:
                     break
-                sent = self._send_now(buf)
+                sent = self.transport.send_now(buf)
                 if sent == len(buf):
                     # Yield, as send_all would, so that requests of other tasks pile up
                     # for the next write; shielded, since the loop must not stop while
@@ -247,38 +247,19 @@ class _Conn:
                 # stops reading cannot hang us forever.
                 with trio.move_on_after(30) as scope:
                     scope.shield = True
-                    await self.stream.send_all(buf[sent:])
+                    await self.transport.send_all(buf[sent:])
                 if scope.cancelled_caught:
                     self.fail(ServerClosedError(f"{self.address} stopped reading our requests"))
                     await self.aclose()
                     raise ServerClosedError(f"{self.address} stopped reading our requests")
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self.fail(ServerClosedError(f"connection to {self.address} lost: {exc}"))
+            self.fail(ServerClosedError(f"connection to {self.label} lost: {exc}"))
             raise ServerClosedError(str(self.closed)) from None
         finally:
             self.sending = False
 
-    def _send_now(self, buf: bytes) -> int:
-        """Offer ``buf`` to the kernel without waiting; bytes taken. The common case
-        (everything fits the socket buffer) needs no cancel scope and no trio send
-        machinery, which is a good part of a round trip's CPU on a Pi."""
-        raw = self.raw
-        if raw is None:
-            return 0
-        try:
-            return raw.send(buf)
-        except BlockingIOError:
-            return 0
-
     async def aclose(self) -> None:
-        if self.raw is not None:
-            self.raw.close()
-            self.raw = None
-        with trio.CancelScope(shield=True):
-            try:
-                await self.stream.aclose()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
+        await self.transport.aclose()
 
 
 class StreamCall:
@@ -573,7 +554,10 @@ class Client:
                 msg = w.reply.unwrap()
         except ServerClosedError:
             waiting.pop(seq, None)
-            if not (self.reconnects and action in IDEMPOTENT):
+            if not self.reconnects or not (
+                action in IDEMPOTENT
+                or (action in IDEMPOTENT_WITHOUT_CHAIN and "chain" not in params)
+            ):
                 raise
             while True:  # a read: ask again on the next connection
                 params.pop("seq", None)

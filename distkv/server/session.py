@@ -27,14 +27,11 @@ with ``StreamOverflowError`` so a slow watcher cannot grow the server's memory.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..busypoll import BusyPoller
 from ..core.types import unwrap_group
 from ..exceptions import (
     ClientAuthRequiredError,
@@ -50,6 +47,7 @@ from ..wire.protocol import (
     Request,
     ServerProtocol,
 )
+from ..wire.transport import Transport
 
 if TYPE_CHECKING:
     from .server import Server
@@ -70,15 +68,7 @@ class Session:
 
     def __init__(self, server: Server, stream: trio.abc.Stream, peer: str = "?"):
         self.server = server
-        self.stream = stream
-        # a stdlib socket on a duplicate of a plain TCP stream's fd, so that a reply the
-        # kernel takes at once skips trio's send machinery (None: TLS, memory streams)
-        self.raw: socket.socket | None = None
-        if isinstance(stream, trio.SocketStream):
-            try:
-                self.raw = socket.socket(fileno=os.dup(stream.socket.fileno()))
-            except OSError:
-                self.raw = None
+        self.transport = Transport(stream, server.busy_poll_us)
         self.peer = peer
         scfg = server.cfg["server"]
         self.window = int(scfg["window"])
@@ -168,19 +158,11 @@ class Session:
                 data = proto.data_to_send()
                 if not data:
                     break
-                sent = 0
-                if self.raw is not None:
-                    # offer it to the kernel directly (the usual case: it all fits)
-                    try:
-                        sent = self.raw.send(data)
-                    except BlockingIOError:
-                        sent = 0
-                    except OSError as exc:
-                        raise trio.BrokenResourceError(str(exc)) from exc
+                sent = self.transport.send_now(data)  # the usual case: it all fits
                 if sent == len(data):
                     await trio.lowlevel.checkpoint()
                 else:
-                    await self.stream.send_all(data[sent:] if sent else data)
+                    await self.transport.send_all(data[sent:] if sent else data)
             self.drained.set()
             self.drained = trio.Event()
         finally:
@@ -223,13 +205,7 @@ class Session:
             for w in self.watchers.values():
                 srv.watches.remove(w)
             self.watchers.clear()
-            if self.raw is not None:
-                self.raw.close()
-            with trio.CancelScope(shield=True):
-                try:
-                    await self.stream.aclose()
-                except Exception:  # noqa: BLE001 - closing a broken socket
-                    pass
+            await self.transport.aclose()
 
     async def _run(self, srv: Server) -> None:
         async with trio.open_nursery() as nursery:
@@ -237,10 +213,7 @@ class Session:
             nursery.start_soon(self._writer)
             self.send(srv.greeting(self))
             await self.flush()
-            receive = self.stream.receive_some
-            budget = srv.busy_poll_us
-            if self.raw is not None and budget:
-                receive = BusyPoller(self.raw, self.stream, budget).receive_some
+            receive = self.transport.receive_some
             proto = self.proto
             handle = self.handle
             while True:
