@@ -9,11 +9,11 @@ import time
 import trio
 
 from ..client import open_client
+from ..client.runner import Runner, job_roots
 from ..config import parse_override, set_dotted
 from ..core.path import P, Path
 from ..core.runner import CODE_ROOT, ERROR_ROOT, STATE_ROOT
 from ..exceptions import NoDataError
-from ..runner import Runner, job_roots
 from .main import ArgParser
 from .output import nest, yprint
 from .types import add_get_list_delete, read_file, read_scripts

@@ -12,8 +12,6 @@ import logging
 import sys
 from typing import Any
 
-import trio
-
 from .. import config as _config
 from ..exceptions import DistKVError
 
@@ -126,7 +124,3 @@ def run_dump(cfg: dict, args: list[str]) -> int:
             data = data[k]
     yprint(data)
     return 0
-
-
-def run_trio(fn, *args) -> Any:
-    return trio.run(fn, *args)

@@ -9,7 +9,8 @@ import sys
 
 import trio
 
-from ..core.types import NotGiven, unwrap_group
+from ..core.types import NotGiven
+from ..groups import unwrap_group
 from ..server.notify import sd_notify
 from .main import ArgParser
 

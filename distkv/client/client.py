@@ -39,7 +39,7 @@ import trio
 from .. import config as _config
 from ..busypoll import default_budget_us
 from ..core.path import P, Path
-from ..core.types import NotGiven, attrdict, unwrap_group
+from ..core.types import NotGiven
 from ..exceptions import (
     ClientError,
     ConfigError,
@@ -47,6 +47,8 @@ from ..exceptions import (
     ServerClosedError,
     error_from_wire,
 )
+from ..groups import unwrap_group
+from ..result import attrdict
 from ..wire.protocol import (
     ClientProtocol,
     ConnectionBroken,
@@ -699,7 +701,7 @@ async def open_client(
                 await client._connect_first()
                 auth = client.cfg["connect"].get("auth")
                 if auth:
-                    from ..auth.client import login
+                    from .login import login
 
                     await login(client, auth)
                 if client.reconnects:

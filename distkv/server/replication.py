@@ -53,52 +53,20 @@ from ..core.replica import DROPPED, PRESENCE, UPDATE
 from ..core.types import NotGiven
 from ..exceptions import AuthError, DistKVError, NotReadyError, PermissionDenied
 from ..wire import codec
-from .commands import COMMANDS, command
 
 if TYPE_CHECKING:
     from ..client.client import Client
     from .server import Server
-    from .session import Session
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Replicator"]
-
-#: Entries per message of a ``sync_dump`` stream.
-DUMP_CHUNK = 256
 
 CONFLICT = (".distkv", "conflict")
 
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-# --------------------------------------------------------------------------- commands
-
-
-@command("sync_dump", kind="stream")
-async def cmd_sync_dump(server: Server, session: Session, msg: dict) -> None:
-    """Stream this node's :meth:`Replica.dump` to a joining node.
-
-    Items are ``{"items": [dump message, ...]}`` chunks. Needs unrestricted access
-    (the dump holds the whole tree, system entries included) and a ready node.
-    """
-    if session.acl is not None:
-        raise PermissionDenied(f"{session.user} may not read the full replication dump")
-    r = server.replica
-    if not r.ready:
-        raise NotReadyError(f"node {server.name} is not ready; sync from another node")
-    seq = msg["seq"]
-    chunk: list[dict] = []
-    for m in r.dump():
-        chunk.append(m)
-        if len(chunk) >= DUMP_CHUNK:
-            await session.stream_send(seq, {"seq": seq, "items": chunk})
-            chunk = []
-            await trio.lowlevel.checkpoint()
-    if chunk:
-        await session.stream_send(seq, {"seq": seq, "items": chunk})
 
 
 #: Largest bus payload a batch of messages is packed into.
@@ -159,8 +127,6 @@ class Replicator:
     ):
         self.server = server
         self.replica = server.replica
-        for action in ("sync_dump",):  # registered after the server copied the table
-            server.commands.setdefault(action, COMMANDS[action])
         self.name = server.name
         self.target = target
         scfg = server.cfg["server"]

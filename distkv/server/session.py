@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..core.types import unwrap_group
 from ..exceptions import (
     ClientAuthRequiredError,
     ClientError,
@@ -41,6 +40,7 @@ from ..exceptions import (
     StreamOverflowError,
     UnknownActionError,
 )
+from ..groups import unwrap_group
 from ..wire.protocol import (
     ConnectionBroken,
     CreditGranted,

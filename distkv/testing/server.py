@@ -12,7 +12,8 @@ import trio.testing
 
 from .. import config as _config
 from ..client import Client, open_client
-from ..core.types import NotGiven, unwrap_group
+from ..core.types import NotGiven
+from ..groups import unwrap_group
 from ..server import Server
 
 

@@ -5,8 +5,8 @@ recorded and cleared."""
 import pytest
 import trio
 
+from distkv.client.runner import Runner
 from distkv.core.runner import CODE_ROOT, ERROR_ROOT, RUN_ROOT, STATE_ROOT
-from distkv.runner import Runner
 from distkv.testing.server import open_memory_client, open_test_server
 from distkv.util import P, Path
 

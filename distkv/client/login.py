@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import get_method, parse_auth_spec, resolve_params
+from ..auth.base import get_method, parse_auth_spec, resolve_params
 
 if TYPE_CHECKING:
-    from ..client import Client
+    from .client import Client
 
 
 async def login(client: Client, spec: str | dict[str, Any]) -> None:
