@@ -12,8 +12,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path as FsPath
 from typing import Any
 
-import yaml
-
 from .exceptions import ConfigError
 
 DEFAULT_PORT = 27586
@@ -78,6 +76,8 @@ def parse_override(item: str, option: str = "-C") -> tuple[list[str], Any]:
     names the command-line option in errors."""
     if "=" not in item:
         raise ConfigError(f"{option} needs key=value, got {item!r}")
+    import yaml  # here, not at the top: a command without config files must not pay for it
+
     key, _, raw = item.partition("=")
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
@@ -101,6 +101,8 @@ def set_dotted(cfg: dict, parts: list[str], value: Any) -> None:
 
 
 def read_file(path: str | os.PathLike) -> dict:
+    import yaml  # here, not at the top: a command without config files must not pay for it
+
     try:
         with open(os.path.expanduser(path)) as f:
             data = yaml.safe_load(f)
