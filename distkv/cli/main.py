@@ -12,6 +12,7 @@ value, so its start-up time is the user's latency.
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import sys
 from typing import Any
@@ -106,15 +107,24 @@ def _only(exc: BaseException, kind: type[BaseException]) -> bool:
     return isinstance(exc, kind)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one ``distkv`` command line; returns the exit code (``--help``: 0)."""
+def main(argv: list[str] | None = None, *, cfg: dict | None = None) -> int:
+    """Run one ``distkv`` command line; returns the exit code (``--help``: 0).
+
+    ``cfg`` replaces the configuration files (``-C`` overrides still apply): tests use
+    it to point a command at their server (see :mod:`distkv.testing.cli`).
+    """
     argv = sys.argv[1:] if argv is None else argv
     try:
         g = global_parser().parse_args(argv)
         if g.command is None:
             global_parser().print_help()
             return EXIT_USAGE
-        cfg = _config.load(g.cfg, g.conf)
+        if cfg is None:
+            cfg = _config.load(g.cfg, g.conf)
+        else:
+            cfg = copy.deepcopy(cfg)  # commands change it (client -H, -p)
+            for item in g.conf:
+                _config.set_dotted(cfg, *_config.parse_override(item))
         setup_logging(cfg, g.verbose, g.quiet)
         return TOP[g.command].runner()(cfg, g.args)
     except SystemExit as exc:  # --help (argparse exits after printing it)
