@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from .commands import CLIENT
-from .main import ArgParser
+from .main import ArgParser, setup_logging
 
 
 def client_parser() -> ArgParser:
@@ -34,7 +34,10 @@ def run_client(cfg: dict, args: list[str]) -> int:
     if a.sub is None:
         client_parser().print_help()
         return 2
-    return CLIENT[a.sub].runner()(cfg, a.args)
+    command = CLIENT[a.sub]
+    if command.logs:
+        setup_logging(cfg)
+    return command.runner()(cfg, a.args)
 
 
 # --- internal ---

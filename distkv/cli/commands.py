@@ -25,13 +25,16 @@ class Command(NamedTuple):
     """Where one command lives: ``module`` (in distkv.cli), the names of its parser
     and run functions, and the commands below it that its run function dispatches to
     by name. ``arg`` is passed to the parser function (the data actions share one);
-    ``run`` is None where the parent's run function runs the command itself."""
+    ``run`` is None where the parent's run function runs the command itself.
+    ``logs=False``: the command sets up logging itself where it needs it (importing
+    logging is a good part of a one-shot command's start-up)."""
 
     module: str
     parser: str
     run: str | None = None
     children: Mapping[str, Command] = {}
     arg: str | None = None
+    logs: bool = True
 
     def make_parser(self) -> argparse.ArgumentParser:
         fn = getattr(importlib.import_module(self.module, __package__), self.parser)
@@ -46,7 +49,7 @@ DATA_ACTIONS = ("get", "set", "delete", "list", "watch")
 DATA = {a: Command(".data", "action_parser", arg=a) for a in DATA_ACTIONS}
 
 CLIENT: dict[str, Command] = {
-    "data": Command(".data", "data_parser", "run_data", DATA),
+    "data": Command(".data", "data_parser", "run_data", DATA, logs=False),
     "internal": Command(".client", "internal_parser", "run_internal"),
     "auth": Command(".admin", "auth_parser", "run_auth"),
     "acl": Command(".admin", "acl_parser", "run_acl"),
@@ -60,7 +63,7 @@ CLIENT: dict[str, Command] = {
 
 TOP: dict[str, Command] = {
     "server": Command(".server", "server_parser", "run_server"),
-    "client": Command(".client", "client_parser", "run_client", CLIENT),
+    "client": Command(".client", "client_parser", "run_client", CLIENT, logs=False),
     "dump": Command(".main", "dump_parser", "run_dump"),
 }
 

@@ -145,6 +145,9 @@ def run_data(cfg: dict, args: list[str]) -> int:
     if action == "watch":
         import trio
 
+        from .main import setup_logging
+
+        setup_logging(cfg)
         return trio.run(_watch, cfg, path, a)
     from .oneshot import connect
 

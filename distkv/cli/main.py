@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import logging
+import os
 import sys
 from typing import Any
 
@@ -29,8 +29,26 @@ class UsageError(DistKVError):
     code = "usage"
 
 
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's formatter, told the terminal width: left to find it out itself, it
+    imports shutil (and with it bz2, lzma, ...) for every parser, also when no help is
+    printed."""
+    try:
+        width = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        try:
+            width = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            width = 80
+    return argparse.HelpFormatter(prog, width=max(width, 40) - 2)
+
+
 class ArgParser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so errors print our way."""
+
+    def __init__(self, *args, **kw):
+        kw.setdefault("formatter_class", _help_formatter)
+        super().__init__(*args, **kw)
 
     def error(self, message: str):
         raise UsageError(f"{self.prog}: {message}")
@@ -61,14 +79,22 @@ def global_parser() -> ArgParser:
     return p
 
 
-def setup_logging(cfg: dict, verbose: int, quiet: bool) -> None:
+def _verbosity(cfg: dict, verbose: int, quiet: bool) -> None:
+    """``-v``/``-q`` override ``logging.level``."""
+    if verbose or quiet:
+        level = "ERROR" if quiet else "INFO" if verbose == 1 else "DEBUG"
+        cfg.setdefault("logging", {})["level"] = level
+
+
+def setup_logging(cfg: dict) -> None:
+    """Log to stderr at ``logging.level``, with time and logger name. Called before a
+    command runs, or by the command itself where only some of its forms log (see
+    ``logs`` in :mod:`.commands`)."""
+    import logging
+
     level = cfg.get("logging", {}).get("level", "WARNING")
     if isinstance(level, str):
         level = getattr(logging, level.upper(), logging.WARNING)
-    if verbose:
-        level = logging.INFO if verbose == 1 else logging.DEBUG
-    if quiet:
-        level = logging.ERROR
     logging.basicConfig(
         level=level,
         format="%(asctime)s.%(msecs)03d %(levelname)s:%(name)s:%(message)s",
@@ -125,8 +151,11 @@ def main(argv: list[str] | None = None, *, cfg: dict | None = None) -> int:
             cfg = copy.deepcopy(cfg)  # commands change it (client -H, -p)
             for item in g.conf:
                 _config.set_dotted(cfg, *_config.parse_override(item))
-        setup_logging(cfg, g.verbose, g.quiet)
-        return TOP[g.command].runner()(cfg, g.args)
+        _verbosity(cfg, g.verbose, g.quiet)
+        command = TOP[g.command]
+        if command.logs:
+            setup_logging(cfg)
+        return command.runner()(cfg, g.args)
     except SystemExit as exc:  # --help (argparse exits after printing it)
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     except BaseException as exc:

@@ -153,11 +153,19 @@ class OneShotClient:
         )
 
 
+def _ascii(host: str) -> str | bytes:
+    try:
+        return host.encode("ascii")
+    except UnicodeEncodeError:
+        return host
+
+
 def _open_socket(c: Mapping) -> socket.socket:
     host, port = c.get("host") or "127.0.0.1", int(c.get("port") or _config.DEFAULT_PORT)
     timeout = float(c.get("init_timeout") or 5)
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        # an ASCII name or address as bytes: a str would load the idna codec
+        sock = socket.create_connection((_ascii(host), port), timeout=timeout)
     except TimeoutError:
         raise ServerClosedError(f"timeout connecting to DistKV at {host}:{port}") from None
     except OSError as exc:
