@@ -74,3 +74,19 @@ def test_exception_groups_print_as_their_errors():
     assert error_line(two) == "ClientChainError: c\nPermissionDenied: p"
     assert error_line(ExceptionGroup("x", [NoDataError("a"), KeyError("bug")])) is None
     assert error_line(KeyError("bug")) is None
+
+
+async def test_login_with_a(cfg):
+    # users and auth switched on through the CLI itself (the trio commands)
+    for argv in (
+        ["client", "auth", "-m", "password", "user", "add", "name=joe", "password=pw-joe"],
+        ["client", "auth", "-m", "password", "init"],
+    ):
+        r = await run_cli(argv, cfg=cfg)
+        assert r.code == 0, r.err
+    r = await run_cli(["client", "data", "x"], cfg=cfg)
+    assert r.code == 1 and r.err.startswith("ClientAuthRequiredError: ")
+    r = await run_cli(["client", "-a", "password name=joe password=wrong", "data", ":"], cfg=cfg)
+    assert r.code == 1 and r.err.startswith("AuthFailedError: login failed for joe")
+    r = await run_cli(["client", "-a", "password name=joe password=pw-joe", "data", ":"], cfg=cfg)
+    assert (r.code, r.out) == (0, '"Hello"\n')
