@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None, *, cfg: dict | None = None) -> int:
             setup_logging(cfg)
         return command.runner()(cfg, g.args)
     except SystemExit as exc:  # --help (argparse exits after printing it)
+        if exc.code is None:
+            return 0
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     except BaseException as exc:
         if _only(exc, KeyboardInterrupt):
