@@ -12,8 +12,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path as FsPath
 from typing import Any
 
-import yaml
-
 from .exceptions import ConfigError
 
 DEFAULT_PORT = 27586
@@ -82,6 +80,8 @@ def parse_override(item: str, option: str = "-C") -> tuple[list[str], Any]:
     names the command-line option in errors."""
     if "=" not in item:
         raise ConfigError(f"{option} needs key=value, got {item!r}")
+    import yaml  # here, not at the top: a command without config files must not pay for it
+
     key, _, raw = item.partition("=")
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
@@ -105,6 +105,8 @@ def set_dotted(cfg: dict, parts: list[str], value: Any) -> None:
 
 
 def read_file(path: str | os.PathLike) -> dict:
+    import yaml  # here, not at the top: a command without config files must not pay for it
+
     try:
         with open(os.path.expanduser(path)) as f:
             data = yaml.safe_load(f)
@@ -150,3 +152,25 @@ def load(
         parts, value = parse_override(item)
         set_dotted(cfg, parts, value)
     return cfg
+
+
+def server_list(c: Mapping) -> list[tuple[str, int]]:
+    """``connect.servers`` (``["host:port", ...]``) or ``connect.host``/``port``."""
+    servers = c.get("servers")
+    default_port = int(c.get("port") or DEFAULT_PORT)
+    if not servers:
+        return [(c.get("host") or "127.0.0.1", default_port)]
+    if isinstance(servers, str):
+        servers = [s for s in servers.replace(",", " ").split() if s]
+    out = []
+    for s in servers:
+        if not isinstance(s, str) or not s:
+            raise ConfigError(f"connect.servers: {s!r} is not 'host' or 'host:port'")
+        host, sep, port = s.rpartition(":") if s.count(":") == 1 else (s, "", "")
+        if not sep:
+            host, port = s, ""
+        try:
+            out.append((host.strip("[]"), int(port) if port else default_port))
+        except ValueError:
+            raise ConfigError(f"connect.servers: {s!r} has a bad port") from None
+    return out

@@ -27,7 +27,7 @@ def _mode_arg(raw: str) -> str:
 # --- auth ---
 
 
-def run_auth(cfg: dict, args: list[str]) -> int:
+def auth_parser() -> ArgParser:
     p = ArgParser(prog="distkv client auth", description="Users and login methods.")
     p.add_argument("-m", "--method", help="auth method (default: the current one)")
     sub = p.add_subparsers(dest="what", required=True)
@@ -58,7 +58,11 @@ def run_auth(cfg: dict, args: list[str]) -> int:
     grp.add_argument("op", choices=["set", "delete", "list"])
     grp.add_argument("name", nargs="?")
     grp.add_argument("acl", nargs="?")
-    a = p.parse_args(args)
+    return p
+
+
+def run_auth(cfg: dict, args: list[str]) -> int:
+    a = auth_parser().parse_args(args)
     return trio.run(_auth, cfg, a)
 
 
@@ -166,7 +170,7 @@ def _set_words(words: list[str]) -> tuple[str, dict]:
 # --- acl ---
 
 
-def run_acl(cfg: dict, args: list[str]) -> int:
+def acl_parser() -> ArgParser:
     p = ArgParser(prog="distkv client acl", description="Access control lists.")
     sub = p.add_subparsers(dest="op", required=True)
     s = sub.add_parser("set", help="set ACL NAME: -a MODES PATTERN (modes from rwcdx)")
@@ -181,7 +185,11 @@ def run_acl(cfg: dict, args: list[str]) -> int:
     d = sub.add_parser("delete", help="delete a rule (or, without a pattern, the whole ACL)")
     d.add_argument("name")
     d.add_argument("pattern", nargs="?")
-    a = p.parse_args(args)
+    return p
+
+
+def run_acl(cfg: dict, args: list[str]) -> int:
+    a = acl_parser().parse_args(args)
     return trio.run(_acl, cfg, a)
 
 
@@ -213,7 +221,7 @@ async def _acl(cfg: dict, a) -> int:
 # --- log ---
 
 
-def run_log(cfg: dict, args: list[str]) -> int:
+def log_parser() -> ArgParser:
     p = ArgParser(prog="distkv client log", description="State files written by the server.")
     sub = p.add_subparsers(dest="op", required=True)
     d = sub.add_parser("dest", help="write the state to FILE, then append every change")
@@ -223,7 +231,11 @@ def run_log(cfg: dict, args: list[str]) -> int:
     s = sub.add_parser("save", help="write a consistent snapshot to FILE (a backup)")
     s.add_argument("file")
     sub.add_parser("stop", help="stop writing the log file")
-    a = p.parse_args(args)
+    return p
+
+
+def run_log(cfg: dict, args: list[str]) -> int:
+    a = log_parser().parse_args(args)
     return trio.run(_log, cfg, a)
 
 
