@@ -47,8 +47,12 @@ def auth_parser() -> ArgParser:
     md = usub.add_parser("modify", help="change a user: name=NAME key=value ... [--aux k=v]")
     md.add_argument("--aux", action="append", default=[], metavar="KEY=VALUE")
     md.add_argument("params", nargs="+")
-    i = sub.add_parser("init", help="switch this method on: from now on everybody must log in")
-    i.add_argument("-s", "--switch", action="store_true", help="(accepted for compatibility)")
+    i = sub.add_parser(
+        "init", help="set this method up and switch to it: from now on everybody must log in"
+    )
+    # Without -s the original DistKV only set the method up; ours always switches
+    # (there is nothing to set up first), so -s says what happens anyway.
+    i.add_argument("-s", "--switch", action="store_true", help="switch to it (always done)")
     i.add_argument("-f", "--force", action="store_true", help="even if the method has no users")
     sub.add_parser("off", help="switch authorization off (needs an unrestricted user)")
     sub.add_parser("current", help="show the current method")

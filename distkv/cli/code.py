@@ -181,7 +181,9 @@ def error_parser() -> ArgParser:
     p = ArgParser(prog="distkv client error", description="Errors that runners recorded.")
     sub = p.add_subparsers(dest="op", required=True)
     ls = sub.add_parser("list", help="list errors, optionally only those below PATH")
-    ls.add_argument("-d", "--as-dict", metavar="KEY", help="(accepted: the output is a tree)")
+    ls.add_argument(
+        "-d", "--as-dict", metavar="KEY", default="_", help="key for each path's errors (default _)"
+    )
     ls.add_argument("-a", "--all", action="store_true", help="with details (time, count)")
     ls.add_argument("-n", "--node", help="only errors seen by this runner")
     ls.add_argument("path", nargs="?", default=":")
@@ -231,5 +233,5 @@ async def _error(cfg: dict, a) -> int:
             else:
                 merged.append((rel, d))
         if merged:
-            yprint(nest(merged, "_"))
+            yprint(nest(merged, a.as_dict))
     return 0
