@@ -174,7 +174,11 @@ def main(argv: list[str] | None = None, *, cfg: dict | None = None) -> int:
 
 def dump_parser() -> ArgParser:
     p = ArgParser(prog="distkv dump", description="Show the effective configuration.")
-    p.add_argument("what", choices=["cfg"], help="cfg: the effective configuration")
+    p.add_argument(
+        "what",
+        choices=["cfg", "schema"],
+        help="cfg: the effective configuration; schema: every key, its type, default, meaning",
+    )
     p.add_argument("key", nargs="?", help="only this dotted key")
     return p
 
@@ -183,6 +187,15 @@ def run_dump(cfg: dict, args: list[str]) -> int:
     from .output import yprint
 
     a = dump_parser().parse_args(args)
+    if a.what == "schema":
+        from ..config import SCHEMA
+        from ..schema import describe
+
+        for key, typ, default, help in describe(SCHEMA):
+            if a.key and not key.startswith(a.key):
+                continue
+            print(f"{key}: {typ}; default {default!r}" + (f"  # {help}" if help else ""))
+        return 0
     data: Any = cfg
     if a.key:
         for k in a.key.split("."):
