@@ -39,7 +39,7 @@ _TLS_CLIENT = Nullable(
 )  # fmt: skip
 _MQTT = Section(
     {
-        "uri": Key(Nullable(Str()), "mqtt://localhost:1883", "broker; null: no replication"),
+        "uri": Key(Nullable(Str()), None, "broker, mqtt://HOST[:PORT]; null: a lone node"),
         # MQTT 3.1.1 (4): paho parses it about twice as fast as v5, and replication
         # needs none of v5's extras (its subscriptions do not overlap).
         "mqtt_version": Key(OneOf(4, 5), 4, "MQTT protocol version"),
@@ -107,8 +107,9 @@ SCHEMA = Section(
                 ),
                 "mqtt": Key(
                     AnyOf(Nullable(Str()), _MQTT),
-                    {"uri": "mqtt://localhost:1883", "mqtt_version": 4},
-                    "the broker to replicate through: a URI or {uri: ..., options}",
+                    {"uri": None, "mqtt_version": 4},
+                    "the broker to replicate through: a URI or {uri: ..., options};"
+                    " without one the node runs alone and needs no broker",
                 ),
                 "root": Key(Str(), "distkv", "topic prefix: the network's name on the broker"),
                 "advertise": Key(Nullable(Str()), None, "address peers should use for syncing"),

@@ -89,17 +89,61 @@ def _verbosity(cfg: dict, verbose: int, quiet: bool) -> None:
 def setup_logging(cfg: dict) -> None:
     """Log to stderr at ``logging.level``, with time and logger name. Called before a
     command runs, or by the command itself where only some of its forms log (see
-    ``logs`` in :mod:`.commands`)."""
+    ``logs`` in :mod:`.commands`).
+
+    Under systemd (stderr connected to the journal, ``JOURNAL_STREAM``) records go to
+    journald with their priority: through systemd-python's JournalHandler when it is
+    installed (the ``systemd`` extra), else as ``<N>`` syslog prefixes on stderr,
+    which journald reads as the priority; journald adds the time itself."""
     import logging
 
     level = cfg.get("logging", {}).get("level", "WARNING")
     if isinstance(level, str):
         level = getattr(logging, level.upper(), logging.WARNING)
+    if os.environ.get("JOURNAL_STREAM"):
+        try:
+            from systemd.journal import JournalHandler  # type: ignore[import-not-found]
+        except ImportError:
+            handler = logging.StreamHandler()
+            handler.setFormatter(_SyslogPrefixFormatter("%(name)s: %(message)s"))
+        else:
+            handler = JournalHandler(SYSLOG_IDENTIFIER="distkv")
+        logging.basicConfig(level=level, handlers=[handler])
+        return
     logging.basicConfig(
         level=level,
         format="%(asctime)s.%(msecs)03d %(levelname)s:%(name)s:%(message)s",
         datefmt="%H:%M:%S",
     )
+
+
+def _syslog_priority(levelno: int) -> int:
+    """logging level -> syslog priority (3 err, 4 warning, 6 info, 7 debug)."""
+    return (
+        2
+        if levelno >= 50
+        else 3
+        if levelno >= 40
+        else 4
+        if levelno >= 30
+        else 6
+        if levelno >= 20
+        else 7
+    )
+
+
+class _SyslogPrefixFormatter:
+    """``<N>message`` lines for journald; a traceback stays in the same record."""
+
+    def __init__(self, fmt: str):
+        import logging
+
+        self._inner = logging.Formatter(fmt)
+
+    def format(self, record) -> str:
+        text = self._inner.format(record)
+        prio = _syslog_priority(record.levelno)
+        return "\n".join(f"<{prio}>{line}" for line in text.split("\n"))
 
 
 def cmd(argv: list[str] | None = None) -> None:

@@ -29,6 +29,7 @@ from ..exceptions import (
     ConfigError,
     DistKVError,
     PermissionDenied,
+    ServerError,
     StorageError,
 )
 from .commands import COMMANDS
@@ -372,7 +373,13 @@ class Server:
                 self.write(Path(), self.init)
                 self.after_batch()
             bind = scfg["bind_default"]
-            listeners = await trio.open_tcp_listeners(int(bind["port"]), host=bind.get("host"))
+            try:
+                listeners = await trio.open_tcp_listeners(int(bind["port"]), host=bind.get("host"))
+            except OSError as exc:
+                raise ServerError(
+                    f"cannot listen on {bind.get('host')}:{bind['port']}: {exc.strerror or exc}"
+                    " (server.bind_default)"
+                ) from None
             self.ports = [lst.socket.getsockname()[:2] for lst in listeners]
             ctx = _server_ssl_context(bind.get("ssl"))
             if ctx is not None:

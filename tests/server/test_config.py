@@ -13,7 +13,7 @@ def test_defaults(monkeypatch, tmp_path):
     cfg = config.load()
     assert cfg["connect"]["port"] == 27586 == cfg["server"]["bind_default"]["port"]
     assert cfg["server"]["bind_default"]["host"] == "127.0.0.1"
-    assert cfg["server"]["mqtt"]["uri"] == "mqtt://localhost:1883"
+    assert cfg["server"]["mqtt"]["uri"] is None  # a lone node needs no broker
 
 
 def test_search_path_env_file_and_overrides(monkeypatch, tmp_path):
