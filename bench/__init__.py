@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Modules whose import registers benchmarks, in table order.
-MODULES = ["bench.baseline", "bench.core", "bench.persist", "bench.auth", "bench.cluster", "bench.paced"]
+MODULES = [
+    "bench.baseline",
+    "bench.core",
+    "bench.persist",
+    "bench.auth",
+    "bench.cluster",
+    "bench.paced",
+]
 
 
 @dataclass(frozen=True)
