@@ -504,11 +504,11 @@ class MqttBus(Bus):
                 props.SubscriptionIdentifier = group.sid
                 rc, mid = self._client.subscribe(
                     self.full_topic(group.pattern),
-                    options=SubscribeOptions(qos=1),
+                    options=SubscribeOptions(qos=group.qos),
                     properties=props,
                 )
             else:
-                rc, mid = self._client.subscribe(self.full_topic(group.pattern), qos=1)
+                rc, mid = self._client.subscribe(self.full_topic(group.pattern), qos=group.qos)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
                 return  # the link is breaking; everything is redone on reconnect
             ack = _SubAck()

@@ -165,3 +165,35 @@ async def test_lost_messages_are_repaired(lossy_broker, nodes):
         # Usually the broker dropped messages here ("Outgoing messages are being dropped"
         # in its log) and repair filled the gaps; on a busy machine the subscriber may
         # keep up, so this is not asserted (tests/cluster/test_memory.py forces loss).
+
+
+async def test_writes_travel_coalesced_but_a_lone_write_at_once(broker, nodes):
+    """A write after a quiet spell reaches the other node at once; writes that follow
+    closely travel together (one bus message, not one per write), which is what keeps a
+    replicating node's write rate close to a lone node's."""
+    with trio.fail_after(40):
+        one = nodes.make("one", broker, bus_coalesce_ms=1000)
+        two = nodes.make("two", broker)
+        await nodes.start("one", "-i", "Testing")
+        await nodes.start("two")
+        assert ok(await nodes.run("two", "distkv client data :")) == '"Testing"\n'
+        async with client_of(one) as c, client_of(two) as w:
+            async with w.watch(P("co"), fetch=False) as watch:
+                it = watch.__aiter__()
+                await trio.sleep(1.1)  # quiet for longer than the coalescing interval
+                await c.set(P("co.lone"), 1)
+                with trio.fail_after(0.5):  # not held back for the interval
+                    while "value" not in (ev := await it.__anext__()):
+                        pass
+                assert ev.path == P("lone") and ev.value == 1
+                before = (await c.get_state()).replication
+                n = 300
+                for i in range(n):
+                    await c.set(P(f"co.k{i}"), i)
+                with trio.fail_after(10):
+                    while (ev := await it.__anext__()).get("path") != P(f"k{n - 1}"):
+                        pass
+                after = (await c.get_state()).replication
+        assert after["stats"]["sent"] - before["stats"]["sent"] >= n
+        # the 300 writes, plus a presence heartbeat or two
+        assert after["bus"]["published"] - before["bus"]["published"] <= 5
