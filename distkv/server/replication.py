@@ -395,19 +395,23 @@ class Replicator:
         replies go out first: the send to the broker (and the wake-up of mosquitto it
         causes) no longer sits between a client's request and its answer."""
         bus = self.bus
-        while True:
-            await self._held_evt.wait()
-            self._held_evt = trio.Event()
-            while self._held:
-                try:
+        try:
+            while True:
+                await self._held_evt.wait()
+                self._held_evt = trio.Event()
+                while self._held:
                     await bus.drain()
-                except DistKVError:  # the bus closed: nothing more to send
-                    return
-                wait = self._next_send - trio.current_time()
-                if wait > 0:
-                    await trio.sleep(wait)
-                if self._held:
-                    self._send_held()
+                    wait = self._next_send - trio.current_time()
+                    if wait > 0:
+                        await trio.sleep(wait)
+                    if self._held:
+                        self._send_held()
+        except DistKVError:  # BusClosedError: nothing more to send
+            pass
+        finally:
+            # shutting down: hand what is held to the bus, whose clean close sends it
+            if self._held and not bus.closed:
+                self._send_held()
 
     def _set_presence(self, m: dict) -> None:
         m["addr"] = self.advertised()
