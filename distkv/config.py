@@ -36,8 +36,9 @@ DEFAULTS: dict[str, Any] = {
         # needs none of v5's extras (its subscriptions do not overlap).
         "mqtt": {"uri": "mqtt://localhost:1883", "mqtt_version": 4},
         "root": "distkv",
-        # Least milliseconds between two bus messages carrying this node's updates;
-        # writes in between are packed into the next one (distkv/server/replication.py).
+        # While writes pile up, least milliseconds between two bus messages carrying this
+        # node's updates; writes in between are packed into the next one
+        # (distkv/server/replication.py, docs/replication.md).
         "bus_coalesce_ms": 2,
         "advertise": None,
         "state_dir": None,

@@ -365,15 +365,18 @@ class Replicator:
         work, a wake-up of every receiving node, and PUBACKs. Published one per
         request, a sequential client on a node with a broker and a second node got
         ~20 % of a lone node's rate (2 cores). So :meth:`_coalesce_task` sends only
-        when the previous messages are acknowledged and at least
-        ``server.bus_coalesce_ms`` (default 2) after the previous send: a write after
-        a quiet spell (paced traffic, one every 10 ms) goes out at once, while under
-        load messages grow instead of multiplying; the extra delay is bounded by that
-        interval plus a broker round trip.
+        when the previous messages are acknowledged and, if the previous send carried
+        more than one message (writes are piling up), at least
+        ``server.bus_coalesce_ms`` (default 2) after it. A write after a quiet spell
+        or one at a time (paced events, a writer that waits for the far node) goes out
+        at once; under load messages grow instead of multiplying, and the extra delay
+        is bounded by that interval plus a broker round trip.
         """
         bus = self.bus
         held, self._held = self._held, {}
+        n = 0
         for topic, packed in held.items():
+            n += len(packed)
             for payload, count in _payloads(packed):
                 if bus.pending >= bus.max_pending:
                     self.stats["overflow"] += count
@@ -385,7 +388,9 @@ class Replicator:
                 else:
                     self.stats["sent"] += count
         bus.write_now()
-        self._next_send = trio.current_time() + self.coalesce_s
+        # The interval applies only once writes pile up: a lone write (ping-pong, paced
+        # events) must not wait for it; a writer that never waits for anything must.
+        self._next_send = trio.current_time() + (self.coalesce_s if n > 1 else 0.0)
 
     async def _coalesce_task(self) -> None:
         """Send held messages once the bus has nothing in flight and the coalescing
