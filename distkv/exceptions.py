@@ -1,10 +1,15 @@
 """The one error hierarchy of DistKV.
 
 Every error a user can see is a :class:`DistKVError`. Errors that cross the client
-protocol travel as ``{"error": CODE, "message": TEXT}``; :func:`error_from_wire` turns
-them back into the same class on the client side, so a program can ``except
-ClientChainError`` no matter where the check happened. The CLI prints
-``ClassName: message`` for any of them and never a traceback.
+protocol travel as ``{"error": CODE, "message": TEXT, "info": {...}}``; the codes are
+listed once, explicitly, in :data:`WIRE_CODES` (a class that is not listed travels as
+its nearest listed base). :func:`error_from_wire` turns them back into the same class
+with the same details on the client side (a ``PermissionDenied`` keeps its ``path``
+and ``mode``), so a program can ``except ClientChainError`` no matter where the check
+happened. The CLI prints ``ClassName: message`` for any of them, never a traceback.
+
+Authentication (who are you: :class:`AuthError` and its subclasses) and
+authorisation (what may you do: :class:`PermissionDenied`) are separate branches.
 """
 
 from __future__ import annotations
@@ -112,8 +117,9 @@ class AuthFailedError(AuthError):
     code = "auth_failed"
 
 
-class PermissionDenied(AuthError):
-    """An ACL does not grant the right needed for this path."""
+class PermissionDenied(DistKVError):
+    """An ACL does not grant the right needed for this path (authorisation, not
+    authentication: the user is known). ``info``: ``path``, ``mode`` where known."""
 
     code = "permission"
 
@@ -130,24 +136,70 @@ class NotReadyError(DistKVError):
     code = "not_ready"
 
 
-def _all_subclasses(cls: type) -> list[type]:
-    out = [cls]
-    for sub in cls.__subclasses__():
-        out.extend(_all_subclasses(sub))
+#: The wire code of every error class, written out: the protocol's error registry.
+WIRE_CODES: dict[str, type[DistKVError]] = {
+    cls.code: cls
+    for cls in (
+        DistKVError,
+        ConfigError,
+        PathError,
+        ProtocolError,
+        ServerError,
+        ServerClosedError,
+        ClientError,
+        UnknownActionError,
+        ValueTypeError,
+        ScriptError,
+        NoDataError,
+        ClientChainError,
+        StreamOverflowError,
+        AuthError,
+        ClientAuthRequiredError,
+        AuthFailedError,
+        PermissionDenied,
+        StorageError,
+        NotReadyError,
+    )
+}
+
+_INFO_TYPES = (str, int, float, bool, type(None), bytes)
+
+
+def _wire_info(info: dict) -> dict:
+    """The details that can travel: simple values and tuples of them (paths)."""
+    out = {}
+    for k, v in info.items():
+        if isinstance(v, _INFO_TYPES) or (
+            isinstance(v, tuple | list) and all(isinstance(x, _INFO_TYPES) for x in v)
+        ):
+            out[k] = v
     return out
-
-
-_BY_CODE: dict[str, type[DistKVError]] = {c.code: c for c in _all_subclasses(DistKVError)}
 
 
 def error_to_wire(exc: BaseException) -> dict:
     """Encode an exception as the protocol's error fields."""
     if isinstance(exc, DistKVError):
-        return {"error": exc.code, "message": exc.message or str(exc)}
+        cls = type(exc)
+        while cls.code not in WIRE_CODES or WIRE_CODES[cls.code] is not cls:
+            cls = cls.__mro__[1]  # an unlisted subclass travels as its listed base
+        msg = {"error": cls.code, "message": exc.message or str(exc)}
+        info = _wire_info(exc.info) if exc.info else None
+        if info:
+            msg["info"] = info
+        return msg
     return {"error": ServerError.code, "message": f"{type(exc).__name__}: {exc}"}
 
 
 def error_from_wire(msg: dict) -> DistKVError:
-    """Rebuild the exception a server reported (unknown codes map to ServerError)."""
-    cls = _BY_CODE.get(msg.get("error"), ServerError)
-    return cls(str(msg.get("message", "")))
+    """Rebuild the exception a server reported, details included. An unknown code (a
+    newer server) becomes a :class:`ServerError` that names it."""
+    code = msg.get("error")
+    message = str(msg.get("message", ""))
+    info = msg.get("info")
+    info = {str(k): v for k, v in info.items()} if isinstance(info, dict) else {}
+    info.pop("message", None)
+    cls = WIRE_CODES.get(code) if isinstance(code, str) else None
+    if cls is None:
+        info["code"] = code
+        return ServerError(f"{code}: {message}", **info)
+    return cls(message, **info)

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .core.path import Path
-from .core.types import NotGiven, unwrap_group
+from .core.types import NotGiven
+from .groups import unwrap_group
 
 if TYPE_CHECKING:
     from .client import Client
@@ -115,6 +116,11 @@ class ClientRoot(ClientEntry):
         self._client = client
         self._path = path
         self.synced = trio.Event()
+
+    @property
+    def client(self) -> Client:
+        """The client this mirror reads through (hooks may write with it)."""
+        return self._client
 
     @classmethod
     def child_type(cls, name: Any) -> type[ClientEntry]:

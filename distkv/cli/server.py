@@ -9,14 +9,15 @@ import sys
 
 import trio
 
-from ..core.types import NotGiven, unwrap_group
+from ..core.types import NotGiven
+from ..groups import unwrap_group
 from ..server.notify import sd_notify
 from .main import ArgParser
 
 logger = logging.getLogger(__name__)
 
 
-def run_server(cfg: dict, args: list[str]) -> int:
+def server_parser() -> ArgParser:
     p = ArgParser(prog="distkv server", description="Run a DistKV node.")
     p.add_argument(
         "-i",
@@ -39,7 +40,11 @@ def run_server(cfg: dict, args: list[str]) -> int:
     p.add_argument("-H", "--host", help="bind address (server.bind_default.host)")
     p.add_argument("-p", "--port", type=int, help="port (server.bind_default.port)")
     p.add_argument("name", help="this node's name (unique in the network)")
-    a = p.parse_args(args)
+    return p
+
+
+def run_server(cfg: dict, args: list[str]) -> int:
+    a = server_parser().parse_args(args)
     if a.host:
         cfg["server"]["bind_default"]["host"] = a.host
     if a.port is not None:

@@ -1,18 +1,34 @@
-"""Client side of the protocol, on trio.
+"""Client side of the protocol, on trio: a thin shell around :class:`ClientProtocol`.
 
-One TCP connection carries any number of concurrent requests: each gets a ``seq`` and
-its task sleeps until the reader task hands it the reply with the same ``seq``.
-Waiting uses trio's low-level reschedule instead of an Event per call because this is
-the hot path of every ``get``/``set``; writes from many tasks coalesce into one
-``send_all``.
+The protocol object (``distkv/wire/protocol.py``) owns sequence numbers, stream state
+and credit; this module moves bytes and wakes tasks, and keeps a long-lived client
+connected.
+
+**Reading** is done by whichever task needs data ("leader/follower"): a task waiting
+for a reply, or a stream consumer waiting for its next item, reads the socket itself if
+nobody else is, handles everything that arrived, and on getting what it waited for
+hands the reader role to another waiting task. A sequential caller thus sends and
+receives in its own task with no task switch per call, which is most of the cost of a
+round trip. Stream items are buffered per stream by the protocol (bounded by the
+credit we granted), so the reader never waits for a consumer: a request made while
+iterating a stream cannot deadlock.
+
+**Reconnecting**: ``connect.servers`` (or ``host``/``port``) names one or more nodes.
+When the connection breaks, the client connects again (the same node or another, with
+backoff from 0.1 s to 5 s) and logs in again. Requests in flight at that moment are
+sent again if doing them twice does no harm (reads, unconditional sets and deletes);
+the others (a ``set`` with a chain: the first may have been applied) fail with
+:class:`ServerClosedError`. New requests wait for the new connection; watches resume
+(see :mod:`.resume`). One warning per outage, one line when back.
+``connect.reconnect: false`` turns this off.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import ssl as _ssl
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,21 +37,36 @@ import outcome
 import trio
 
 from .. import config as _config
-from ..busypoll import BusyPoller, default_budget_us
+from ..busypoll import default_budget_us
 from ..core.path import P, Path
-from ..core.types import NotGiven, attrdict, unwrap_group
+from ..core.types import NotGiven
 from ..exceptions import (
     ClientError,
     DistKVError,
-    ProtocolError,
     ServerClosedError,
     error_from_wire,
 )
-from ..wire import codec
+from ..groups import unwrap_group
+from ..result import attrdict
+from ..wire.protocol import (
+    ClientProtocol,
+    ConnectionBroken,
+    Greeting,
+    Reply,
+    StreamActivity,
+    StreamEnded,
+)
+from ..wire.transport import Transport
+from .resume import WatchResume
 
 logger = logging.getLogger(__name__)
 
-STREAM_BUFFER = 1000
+#: Requests sent again on the new connection if the old one broke under them: reads,
+#: and writes whose effect is the same if done twice (unconditional set/delete).
+IDEMPOTENT = frozenset({"get_value", "list", "ping", "get_state", "delete_tree"})
+IDEMPOTENT_WITHOUT_CHAIN = frozenset({"set_value", "delete_value"})
+
+_TAKE_OVER = object()  # "nobody is reading now: you read" (see _Conn.wait)
 
 
 def _path(p: Any) -> Path:
@@ -46,13 +77,10 @@ def _path(p: Any) -> Path:
     return Path.build(p)
 
 
-_TAKE_OVER = object()  # "nobody is reading now: you read" (see Client._read_once)
-
-
 class _Waiter:
-    """One outstanding request. The reply may arrive while the requesting task is
-    still inside ``send_all`` (not parked yet): then it is stored in ``reply`` and
-    picked up without sleeping; only a parked task may be rescheduled."""
+    """One task waiting on a connection. The reply may arrive while the task is
+    still inside ``send`` (not parked yet): then it is stored in ``reply`` and picked
+    up without sleeping; only a parked task may be rescheduled."""
 
     __slots__ = ("task", "reply", "parked")
 
@@ -69,248 +97,124 @@ class _Waiter:
             self.reply = result
 
 
-class StreamCall:
-    """A running stream (``get_tree``, ``watch``): async-iterable, and an async
-    context manager that stops the stream on exit.
+class _Conn:
+    """One transport to one server, with its protocol state."""
 
-    Items are :class:`attrdict` maps; the ``uptodate`` marker of a watch is yielded as
-    ``{"state": "uptodate"}`` (it has no ``path``).
-    """
-
-    def __init__(self, client: Client, action: str, params: dict):
-        self.client = client
-        self.action = action
-        self.params = params
-        self.seq: int | None = None
-        self.recv: trio.MemoryReceiveChannel | None = None
-        self.done = False
-
-    async def _start(self) -> None:
-        if self.seq is not None:
-            return
-        self.seq, self.recv = await self.client._start_stream(self.action, self.params)
-
-    async def __aenter__(self) -> StreamCall:
-        await self._start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self.seq is not None and not self.done:
-            self.done = True
-            await self.client._stop_stream(self.seq)
-
-    def __aiter__(self) -> StreamCall:
-        return self
-
-    async def __anext__(self) -> attrdict:
-        # A plain __anext__ instead of an async generator: abandoning the loop early
-        # must not leave a half-run generator for the garbage collector.
-        await self._start()
-        while True:
-            if self.done:
-                raise StopAsyncIteration
-            try:
-                msg = await self.recv.receive()
-            except (trio.EndOfChannel, trio.ClosedResourceError):
-                self.done = True
-                raise ServerClosedError("connection closed during a stream") from None
-            if "error" in msg:
-                self._finish()
-                raise error_from_wire(msg)
-            state = msg.get("state")
-            if state is None:
-                del msg["seq"]
-                return attrdict(msg)
-            if state == "end":
-                self._finish()
-                raise StopAsyncIteration
-            if state != "start":
-                return attrdict(state=state)
-
-    def _finish(self) -> None:
-        self.done = True
-        self.client._streams.pop(self.seq, None)
-
-
-class Client:
-    """A connection to one DistKV server. Create it with :func:`open_client`."""
-
-    def __init__(self, cfg: dict):
-        self.cfg = cfg
-        self._stream: trio.abc.Stream | None = None
-        self._seq = 0
-        self._waiting: dict[int, _Waiter] = {}
-        self._streams: dict[int, trio.MemorySendChannel] = {}
-        self._outbuf: list[bytes] = []
-        self._sending = False
-        self._packer = codec.packer()
-        self._closed: BaseException | None = None
-        self.server_info: attrdict = attrdict()
-        self.user: str | None = None
-        self._unpacker = codec.unpacker()
-        self._raw: socket.socket | None = None
-        self._poller: BusyPoller | None = None
-        self._reader_busy = False
-        self._bg_wakeup = trio.Event()
+    def __init__(self, stream: trio.abc.Stream, address: str, busy_poll: float):
+        self.transport = Transport(stream, busy_poll)
+        self.address = address
+        self.proto = ClientProtocol()
+        self.waiting: dict[int, _Waiter] = {}  # request seq -> waiter
+        self.consumers: dict[int, _Waiter] = {}  # stream seq -> waiting consumer
+        self.reader_busy = False
+        self.sending = False
+        self.closed: DistKVError | None = None
+        self.lost = trio.Event()
 
     @property
-    def node(self) -> str | None:
-        """The name of the server node we are connected to."""
-        return self.server_info.get("node")
+    def label(self) -> str:
+        """``node NAME at HOST:PORT`` for messages."""
+        g = self.proto.greeting
+        return f"node {g.get('node')} at {self.address}" if g else self.address
 
-    # --- connection ---
+    # --- reading
 
-    async def _connect(self, nursery: trio.Nursery) -> None:
-        c = self.cfg["connect"]
-        if self._stream is not None:  # handed in (tests, in-memory transports)
-            await self._start_reader(nursery, c)
-            return
-        host, port = c.get("host") or "127.0.0.1", int(c.get("port") or _config.DEFAULT_PORT)
-        try:
-            with trio.fail_after(float(c.get("init_timeout") or 5)):
-                stream = await trio.open_tcp_stream(host, port)
-        except OSError as exc:
-            raise ServerClosedError(
-                f"cannot connect to DistKV at {host}:{port}: {exc.strerror or exc}"
-            ) from None
-        except trio.TooSlowError:
-            raise ServerClosedError(f"timeout connecting to DistKV at {host}:{port}") from None
-        stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sslcfg = c.get("ssl")
-        if sslcfg:
-            ctx = _ssl.create_default_context(
-                cafile=sslcfg.get("cert") if isinstance(sslcfg, Mapping) else None
-            )
-            if isinstance(sslcfg, Mapping) and sslcfg.get("insecure"):
-                ctx.check_hostname = False
-                ctx.verify_mode = _ssl.CERT_NONE
-            stream = trio.SSLStream(stream, ctx, server_hostname=host)
-        self._stream = stream
-        await self._start_reader(nursery, c)
-
-    async def _start_reader(self, nursery: trio.Nursery, c: Mapping) -> None:
-        if isinstance(self._stream, trio.SocketStream):
-            # a duplicate of the socket's fd, for _send_now (plain TCP only, not TLS)
-            self._raw = socket.socket(fileno=os.dup(self._stream.socket.fileno()))
-            budget = c.get("busy_poll")
-            budget = default_budget_us(client=True) if budget is None else float(budget)
-            if budget:
-                self._poller = BusyPoller(self._raw, self._stream, budget)
-        nursery.start_soon(self._stream_reader)
-        try:
-            with trio.fail_after(float(c.get("init_timeout") or 5)):
-                while not self.server_info and self._closed is None:
-                    await self._read_once()
-        except trio.TooSlowError:
-            raise ServerClosedError(
-                "the server did not greet us (not a DistKV server, or TLS expected?)"
-            ) from None
-        if self._closed is not None:
-            raise ServerClosedError(f"server closed the connection: {self._closed}")
-
-    # Reading is done by whichever task needs data ("leader/follower"): a task waiting
-    # for its reply reads the socket itself if nobody else is, dispatches everything
-    # that arrived, and on getting its own reply hands the reader role to another
-    # waiting task. A sequential caller thus sends and receives in its own task with no
-    # task switch per call, which is most of the cost of a round trip. Streams are
-    # served by a background task that reads only while streams are open and no
-    # request is reading.
-
-    async def _read_once(self) -> None:
-        """Receive one chunk and dispatch every complete message in it."""
-        self._reader_busy = True
+    async def read_once(self) -> None:
+        """Receive one chunk and deliver every event in it."""
+        self.reader_busy = True
         try:
             try:
-                if self._poller is not None:
-                    # Poll only for a lone request: with many in flight, sleeping
-                    # lets their successors pile up into bigger batches (64 tasks:
-                    # polling costs a quarter of the set rate).
-                    data = await self._poller.receive_some(65536, len(self._waiting) == 1)
-                else:
-                    data = await self._stream.receive_some(65536)
+                # Poll only for a lone request: with many in flight, sleeping lets
+                # their successors pile up into bigger batches.
+                data = await self.transport.receive_some(65536, len(self.waiting) == 1)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self._fail(exc)
+                self.fail(ServerClosedError(f"connection to {self.label} lost: {exc}"))
                 return
             if not data:
-                self._fail(ServerClosedError("server closed the connection"))
+                self.fail(ServerClosedError(f"{self.label} closed the connection"))
                 return
-            self._unpacker.feed(data)
-            waiting = self._waiting
-            try:
-                for msg in self._unpacker:
-                    # replies (the common case) without a coroutine per message
-                    w = waiting.pop(msg.get("seq"), None)
+            waiting = self.waiting
+            for ev in self.proto.receive_data(data):
+                t = type(ev)
+                if t is Reply:
+                    w = waiting.pop(ev.seq, None)
                     if w is not None:
-                        w.deliver(outcome.Value(msg))
-                    else:
-                        await self._dispatch(msg)
-            except (ValueError, TypeError, AttributeError) as exc:  # undecodable: unusable
-                self._fail(ProtocolError(f"bad data from server: {exc!r}"))
+                        w.deliver(outcome.Value(ev.msg))
+                elif t is StreamActivity:
+                    w = self.consumers.pop(ev.seq, None)
+                    if w is not None:
+                        w.deliver(outcome.Value(None))
+                elif t is ConnectionBroken:
+                    self.fail(ev.error)
+                elif t is Greeting:
+                    pass  # kept by the protocol object
         finally:
-            self._reader_busy = False
-            self._handoff()
+            self.reader_busy = False
+            self.handoff()
 
-    async def _dispatch(self, msg: Any) -> None:
-        seq = msg.get("seq")
-        w = self._waiting.pop(seq, None)
-        if w is not None:
-            w.deliver(outcome.Value(msg))
+    def handoff(self) -> None:
+        """The reader role is free: give it to a parked task, if any."""
+        if self.closed is not None:
             return
-        ch = self._streams.get(seq)
-        if ch is not None:
-            try:
-                await ch.send(msg)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._streams.pop(seq, None)  # the consumer went away
-        elif seq == 0 and not self.server_info:
-            self.server_info = attrdict(msg)
-        elif "error" in msg:
-            logger.warning("server error: %s", msg.get("message"))
+        for waiters in (self.waiting, self.consumers):
+            for w in waiters.values():
+                if w.parked:
+                    w.deliver(outcome.Value(_TAKE_OVER))
+                    return
 
-    def _handoff(self) -> None:
-        """The reader role is free: give it to a parked requester, else to the
-        stream reader if streams are open."""
-        if self._closed is not None:
-            return
-        for w in self._waiting.values():
-            if w.parked:
-                w.deliver(outcome.Value(_TAKE_OVER))
-                return
-        if self._streams:
-            self._bg_wakeup.set()
-
-    async def _stream_reader(self) -> None:
-        while self._closed is None:
-            await self._bg_wakeup.wait()
-            self._bg_wakeup = trio.Event()
-            while self._streams and not self._reader_busy and self._closed is None:
-                await self._read_once()
-
-    def _fail(self, exc: BaseException) -> None:
-        if self._closed is None:
-            self._closed = exc
-        for w in list(self._waiting.values()):
-            # one outcome per waiter: an outcome can be unwrapped only once
-            w.deliver(outcome.Error(ServerClosedError(f"connection lost: {exc}")))
-        self._waiting.clear()
-        for ch in self._streams.values():
-            ch.close()
-        self._streams.clear()
-        self._bg_wakeup.set()
-
-    async def _send(self, data: bytes) -> None:
-        self._outbuf.append(data)
-        if self._sending:
-            return  # the task that is sending picks it up
-        self._sending = True
+    async def wait(self, w: _Waiter, table: dict, key: int) -> Any:
+        """Wait until ``w`` gets a result (reading ourselves when nobody else does)."""
         try:
-            while self._outbuf:
-                buf = b"".join(self._outbuf) if len(self._outbuf) > 1 else self._outbuf[0]
-                self._outbuf.clear()
-                sent = self._send_now(buf)
+            while w.reply is None:
+                if self.closed is not None:
+                    table.pop(key, None)
+                    raise ServerClosedError(str(self.closed))
+                if not self.reader_busy:
+                    await self.read_once()
+                    continue
+
+                def abort(_raise_cancel):
+                    table.pop(key, None)
+                    w.parked = False
+                    return trio.lowlevel.Abort.SUCCEEDED
+
+                w.parked = True
+                res = await trio.lowlevel.wait_task_rescheduled(abort)
+                if res is not _TAKE_OVER:
+                    return res
+            return w.reply.unwrap()
+        except BaseException:
+            table.pop(key, None)
+            raise
+
+    def fail(self, exc: DistKVError) -> None:
+        if self.closed is not None:
+            return
+        self.closed = exc
+        for w in list(self.waiting.values()):
+            # one outcome per waiter: an outcome can be unwrapped only once
+            w.deliver(outcome.Error(ServerClosedError(str(exc))))
+        self.waiting.clear()
+        self.proto.connection_lost(exc)
+        for w in list(self.consumers.values()):
+            w.deliver(outcome.Value(None))
+        self.consumers.clear()
+        self.lost.set()
+
+    # --- writing
+
+    async def flush(self) -> None:
+        """Send what the protocol queued (ours and other tasks' requests, credit)."""
+        if self.sending:
+            return  # the task that is sending picks it up
+        self.sending = True
+        proto = self.proto
+        try:
+            while True:
+                buf = proto.data_to_send()
+                if not buf:
+                    break
+                sent = self.transport.send_now(buf)
                 if sent == len(buf):
                     # Yield, as send_all would, so that requests of other tasks pile up
                     # for the next write; shielded, since the loop must not stop while
@@ -322,102 +226,331 @@ class Client:
                 # stops reading cannot hang us forever.
                 with trio.move_on_after(30) as scope:
                     scope.shield = True
-                    await self._stream.send_all(buf[sent:])
+                    await self.transport.send_all(buf[sent:])
                 if scope.cancelled_caught:
-                    self._fail(ServerClosedError("server stopped reading our requests"))
-                    await self._stream.aclose()
-                    raise ServerClosedError("server stopped reading our requests")
+                    self.fail(ServerClosedError(f"{self.address} stopped reading our requests"))
+                    await self.aclose()
+                    raise ServerClosedError(f"{self.address} stopped reading our requests")
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self._fail(exc)
-            raise ServerClosedError(f"connection lost: {exc}") from None
+            self.fail(ServerClosedError(f"connection to {self.label} lost: {exc}"))
+            raise ServerClosedError(str(self.closed)) from None
         finally:
-            self._sending = False
+            self.sending = False
 
-    def _send_now(self, buf: bytes) -> int:
-        """Offer ``buf`` to the kernel without waiting; bytes taken. The common case
-        (everything fits the socket buffer) needs no cancel scope and no trio send
-        machinery, which is a good part of a round trip's CPU on a Pi."""
-        raw = self._raw
-        if raw is None:
-            return 0
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
+class StreamCall:
+    """A running stream (``get_tree``, ``watch``): async-iterable, and an async
+    context manager that stops the stream on exit.
+
+    Items are :class:`attrdict` maps; the ``uptodate`` marker of a watch is yielded as
+    ``{"state": "uptodate"}`` (it has no ``path``). A watch survives reconnects (see
+    :mod:`.resume`); a ``get_tree`` whose connection breaks raises
+    :class:`ServerClosedError`.
+    """
+
+    def __init__(self, client: Client, action: str, params: dict):
+        self.client = client
+        self.action = action
+        self.params = params
+        self.conn: _Conn | None = None
+        self.seq: int | None = None
+        self.done = False
+        self.resume: WatchResume | None = None
+        if action == "watch" and client.reconnects:
+            self.resume = WatchResume(bool(params.get("fetch")))
+        self._ready: deque[dict] = deque()
+
+    async def _start(self) -> None:
+        if self.seq is not None:
+            return
+        conn = await self.client._connection()
+        self.conn = conn
+        self.seq = conn.proto.start_stream(self.action, self.params)
+        await conn.flush()
+
+    async def _restart(self) -> None:
+        """The connection broke under a watch: watch again (with fetch) on the next."""
+        self.seq = None
+        self.params = dict(self.params, fetch=True)
+        self._ready.extend(self.resume.begin())
+        await self._start()
+
+    async def __aenter__(self) -> StreamCall:
+        await self._start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self.done or self.seq is None:
+            self.done = True
+            return
+        self.done = True
+        conn = self.conn
+        if conn.closed is not None:
+            return
+        stop = conn.proto.stop_stream(self.seq)
+        if stop is None:
+            return
+        with trio.move_on_after(5) as scope:
+            scope.shield = True
+            w = _Waiter(trio.lowlevel.current_task())
+            conn.waiting[stop] = w
+            try:
+                await conn.flush()
+                await conn.wait(w, conn.waiting, stop)
+            except DistKVError:
+                pass
+
+    def __aiter__(self) -> StreamCall:
+        return self
+
+    async def __anext__(self) -> attrdict:
+        # A plain __anext__ instead of an async generator: abandoning the loop early
+        # must not leave a half-run generator for the garbage collector.
+        await self._start()
+        ready = self._ready
+        while True:
+            if ready:
+                return attrdict(ready.popleft())
+            if self.done:
+                raise StopAsyncIteration
+            conn = self.conn
+            proto = conn.proto
+            try:
+                msg = proto.next_item(self.seq)
+            except StreamEnded:
+                self.done = True
+                raise StopAsyncIteration from None
+            except ServerClosedError:
+                if self.resume is None:
+                    self.done = True
+                    raise
+                await self._restart()
+                continue
+            except DistKVError:
+                self.done = True
+                raise
+            if proto.has_output:
+                await conn.flush()  # the credit we just granted
+            if msg is None:
+                w = _Waiter(trio.lowlevel.current_task())
+                conn.consumers[self.seq] = w
+                await conn.wait(w, conn.consumers, self.seq)
+                continue
+            if self.resume is None:
+                return attrdict(msg)
+            ready.extend(self.resume.item(msg))
+
+
+class Client:
+    """A connection to DistKV (one node at a time). Create it with :func:`open_client`."""
+
+    def __init__(self, cfg: dict, *, stream: trio.abc.Stream | None = None):
+        self.cfg = cfg
+        c = cfg["connect"]
+        self._servers = _config.server_list(c)
+        self._given_stream = stream
+        self.reconnects = stream is None and bool(c.get("reconnect", True))
+        budget = c.get("busy_poll")
+        self._busy_poll = default_budget_us(client=True) if budget is None else float(budget)
+        self._init_timeout = float(c.get("init_timeout") or 5)
+        self._conn: _Conn | None = None
+        self._connected = trio.Event()
+        self._closing = False
+        self._login: dict | None = None  # resolved login message, for reconnects
+        self.server_info: attrdict = attrdict()
+        self.user: str | None = None
+
+    @property
+    def node(self) -> str | None:
+        """The name of the server node we are connected to."""
+        return self.server_info.get("node")
+
+    # --- connection ---
+
+    async def _open(self, host: str, port: int) -> _Conn:
+        """Connect to one server and read its greeting (and log in, on reconnects)."""
+        c = self.cfg["connect"]
+        address = f"{host}:{port}"
+        if self._given_stream is not None:
+            stream, self._given_stream = self._given_stream, None
+        else:
+            try:
+                with trio.fail_after(self._init_timeout):
+                    stream = await trio.open_tcp_stream(host, port)
+            except OSError as exc:
+                raise ServerClosedError(
+                    f"cannot connect to DistKV at {address}: {exc.strerror or exc}"
+                ) from None
+            except trio.TooSlowError:
+                raise ServerClosedError(f"timeout connecting to DistKV at {address}") from None
+            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sslcfg = c.get("ssl")
+            if sslcfg:
+                ctx = _ssl.create_default_context(
+                    cafile=sslcfg.get("cert") if isinstance(sslcfg, Mapping) else None
+                )
+                if isinstance(sslcfg, Mapping) and sslcfg.get("insecure"):
+                    ctx.check_hostname = False
+                    ctx.verify_mode = _ssl.CERT_NONE
+                stream = trio.SSLStream(stream, ctx, server_hostname=host)
+        conn = _Conn(stream, address, self._busy_poll)
         try:
-            return raw.send(buf)
-        except BlockingIOError:
-            return 0
+            with trio.fail_after(self._init_timeout):
+                while conn.proto.greeting is None and conn.closed is None:
+                    await conn.read_once()
+        except trio.TooSlowError:
+            await conn.aclose()
+            raise ServerClosedError(
+                f"{address} did not greet us (not a DistKV server, or TLS expected?)"
+            ) from None
+        if conn.closed is not None:
+            await conn.aclose()
+            raise ServerClosedError(f"{address} closed the connection: {conn.closed}")
+        if self._login is not None:
+            res = await self._request_on(conn, "auth", dict(self._login))
+            self.user = res.user
+        return conn
+
+    def _use(self, conn: _Conn) -> None:
+        self._conn = conn
+        self.server_info = attrdict(conn.proto.greeting)
+        self._connected.set()
+
+    async def _connect_first(self) -> None:
+        """The first connection: each server once; failing that, the last error."""
+        err: DistKVError | None = None
+        for host, port in self._servers:
+            try:
+                conn = await self._open(host, port)
+            except ServerClosedError as exc:
+                err = exc
+                continue
+            self._use(conn)
+            return
+        raise err
+
+    async def _keep_connected(self) -> None:
+        """Background task: on each loss, connect again with backoff, any server."""
+        while True:
+            conn = self._conn
+            await conn.lost.wait()
+            if self._closing:
+                return
+            self._connected = trio.Event()
+            logger.warning("%s; reconnecting", conn.closed)
+            await conn.aclose()
+            delay = 0.1
+            start = trio.current_time()
+            # the node we lost last, others first
+            order = [s for s in self._servers if f"{s[0]}:{s[1]}" != conn.address]
+            order += [s for s in self._servers if f"{s[0]}:{s[1]}" == conn.address]
+            while True:
+                new = None
+                for host, port in order:
+                    try:
+                        new = await self._open(host, port)
+                        break
+                    except DistKVError as exc:
+                        logger.debug("reconnect to %s:%s failed: %s", host, port, exc)
+                if new is not None:
+                    break
+                await trio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            self._use(new)
+            logger.warning(
+                "reconnected to %s (node %s) after %.1f s",
+                new.address,
+                self.node,
+                trio.current_time() - start,
+            )
+
+    async def _connection(self) -> _Conn:
+        """The current connection, waiting for a reconnect if it is broken."""
+        conn = self._conn
+        if conn is not None and conn.closed is None:
+            return conn
+        if not self.reconnects or self._closing:
+            raise ServerClosedError(str(conn.closed) if conn is not None else "not connected")
+        while True:
+            await self._connected.wait()
+            conn = self._conn
+            if conn.closed is None:
+                return conn
 
     # --- requests ---
 
-    async def request(self, action: str, **params: Any) -> attrdict:
-        """Send one request and return the reply; a server error is raised here."""
-        if self._closed is not None:
-            raise ServerClosedError(f"connection lost: {self._closed}")
-        self._seq += 1
-        seq = self._seq
-        params["seq"] = seq
-        params["action"] = action
-        try:
-            data = self._packer.pack(params)
-        except (TypeError, ValueError) as exc:
-            self._packer.reset()
-            raise ClientError(f"cannot encode request: {exc}") from None
+    async def _request_on(self, conn: _Conn, action: str, params: dict) -> attrdict:
+        seq = conn.proto.send_request(action, params)
         w = _Waiter(trio.lowlevel.current_task())
-        self._waiting[seq] = w
+        conn.waiting[seq] = w
         try:
-            await self._send(data)
+            await conn.flush()
         except BaseException:
-            self._waiting.pop(seq, None)
+            conn.waiting.pop(seq, None)
             raise
-
-        try:
-            while w.reply is None:
-                if not self._reader_busy:
-                    await self._read_once()
-                    continue
-
-                def abort(_raise_cancel):
-                    self._waiting.pop(seq, None)
-                    w.parked = False
-                    return trio.lowlevel.Abort.SUCCEEDED
-
-                w.parked = True
-                res = await trio.lowlevel.wait_task_rescheduled(abort)
-                if res is not _TAKE_OVER:
-                    break
-            else:
-                res = w.reply.unwrap()
-        except BaseException:
-            self._waiting.pop(seq, None)
-            raise
-        msg = res
+        msg = await conn.wait(w, conn.waiting, seq)
         if "error" in msg:
             raise error_from_wire(msg)
         del msg["seq"]
         return attrdict(msg)
 
-    async def _start_stream(self, action: str, params: dict):
-        if self._closed is not None:
-            raise ServerClosedError(f"connection lost: {self._closed}")
-        self._seq += 1
-        seq = self._seq
-        send, recv = trio.open_memory_channel(STREAM_BUFFER)
-        self._streams[seq] = send
-        if not self._reader_busy:
-            self._bg_wakeup.set()
-        msg = dict(params, seq=seq, action=action)
-        await self._send(self._packer.pack(msg))
-        return seq, recv
+    async def request(self, action: str, **params: Any) -> attrdict:
+        """Send one request and return the reply; a server error is raised here."""
+        conn = self._conn
+        if conn is None or conn.closed is not None:
+            conn = await self._connection()
+        # _request_on, inlined: this is every get/set's path, and each frame of the
+        # await chain costs on every resume (several per round trip with busy polling)
+        seq = conn.proto.send_request(action, params)
+        w = _Waiter(trio.lowlevel.current_task())
+        waiting = conn.waiting
+        waiting[seq] = w
+        try:
+            await conn.flush()
+            while w.reply is None:
+                if conn.closed is not None:
+                    raise ServerClosedError(str(conn.closed))
+                if not conn.reader_busy:
+                    await conn.read_once()
+                    continue
 
-    async def _stop_stream(self, seq: int) -> None:
-        ch = self._streams.pop(seq, None)
-        if ch is None or self._closed is not None:
-            return
-        ch.close()
-        with trio.move_on_after(5) as scope:
-            scope.shield = True
-            try:
-                await self.request("stop", task=seq)
-            except DistKVError:
-                pass
+                def abort(_raise_cancel):
+                    waiting.pop(seq, None)
+                    w.parked = False
+                    return trio.lowlevel.Abort.SUCCEEDED
+
+                w.parked = True
+                msg = await trio.lowlevel.wait_task_rescheduled(abort)
+                if msg is not _TAKE_OVER:
+                    break
+            else:
+                msg = w.reply.unwrap()
+        except ServerClosedError:
+            waiting.pop(seq, None)
+            if not self.reconnects or not (
+                action in IDEMPOTENT
+                or (action in IDEMPOTENT_WITHOUT_CHAIN and "chain" not in params)
+            ):
+                raise
+            while True:  # a read: ask again on the next connection
+                params.pop("seq", None)
+                try:
+                    return await self._request_on(await self._connection(), action, params)
+                except ServerClosedError:
+                    continue
+        except BaseException:
+            waiting.pop(seq, None)
+            raise
+        if "error" in msg:
+            raise error_from_wire(msg)
+        del msg["seq"]
+        return attrdict(msg)
 
     # --- the API ---
 
@@ -508,13 +641,18 @@ class Client:
     async def get_state(self) -> attrdict:
         return await self.request("get_state")
 
+    async def login(self, message: dict) -> attrdict:
+        """Log in with a resolved ``auth`` message; repeated after each reconnect."""
+        res = await self.request("auth", **dict(message))
+        self._login = dict(message)
+        self.user = res.user
+        return res
+
     async def aclose(self) -> None:
-        if self._raw is not None:
-            self._raw.close()
-            self._raw = None
-        if self._stream is not None:
-            with trio.CancelScope(shield=True):
-                await self._stream.aclose()
+        self._closing = True
+        if self._conn is not None:
+            self._conn.fail(ServerClosedError("the client was closed"))
+            await self._conn.aclose()
 
 
 @asynccontextmanager
@@ -526,23 +664,25 @@ async def open_client(
     With no arguments this uses the same configuration as the CLI (config files,
     ``DISTKV_CONFIG``), defaulting to 127.0.0.1:27586. A partial config merges over
     it: ``open_client(connect={"host": h, "port": p})``. A full config (as the CLI
-    builds it) can be passed as ``cfg``.
+    builds it) can be passed as ``cfg``. ``connect.servers`` lists several nodes to
+    fall back on; the client reconnects when its node goes away.
     """
     if cfg is None:
         cfg = _config.load(extra=kw)
     elif kw:
         cfg = _config.merge(dict(cfg), kw)
-    client = Client(dict(cfg))
-    client._stream = _stream
+    client = Client(dict(cfg), stream=_stream)
     with unwrap_group():
         async with trio.open_nursery() as nursery:
             try:
-                await client._connect(nursery)
+                await client._connect_first()
                 auth = client.cfg["connect"].get("auth")
                 if auth:
-                    from ..auth.client import login
+                    from ..auth.base import login_message
 
-                    await login(client, auth)
+                    await client.login(login_message(auth))
+                if client.reconnects:
+                    nursery.start_soon(client._keep_connected)
                 yield client
             finally:
                 nursery.cancel_scope.cancel()

@@ -56,57 +56,20 @@ from ..core.replica import DROPPED, PRESENCE, UPDATE
 from ..core.types import NotGiven
 from ..exceptions import AuthError, DistKVError, NotReadyError, PermissionDenied
 from ..wire import codec
-from .commands import COMMANDS, command
 
 if TYPE_CHECKING:
     from ..client.client import Client
     from .server import Server
-    from .session import Session
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Replicator", "UNGATED"]
-
-#: Actions answered also while the node is not ready.
-UNGATED = frozenset({"ping", "auth", "get_state", "stop", "log_stop", "sync_dump"})
-
-#: Entries per message of a ``sync_dump`` stream.
-DUMP_CHUNK = 256
+__all__ = ["Replicator"]
 
 CONFLICT = (".distkv", "conflict")
 
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-# --------------------------------------------------------------------------- commands
-
-
-@command("sync_dump", kind="stream")
-async def cmd_sync_dump(server: Server, session: Session, msg: dict) -> None:
-    """Stream this node's :meth:`Replica.dump` to a joining node.
-
-    Items are ``{"items": [dump message, ...]}`` chunks. Needs unrestricted access
-    (the dump holds the whole tree, system entries included) and a ready node.
-    """
-    if session.acl is not None:
-        raise PermissionDenied(f"{session.user} may not read the full replication dump")
-    r = server.replica
-    if not r.ready:
-        raise NotReadyError(f"node {server.name} is not ready; sync from another node")
-    seq = msg["seq"]
-    chunk: list[dict] = []
-    for m in r.dump():
-        chunk.append(m)
-        if len(chunk) >= DUMP_CHUNK:
-            session.send({"seq": seq, "items": chunk})
-            chunk = []
-            session.wakeup.set()
-            await session.wait_writable()
-            await trio.lowlevel.checkpoint()
-    if chunk:
-        session.send({"seq": seq, "items": chunk})
 
 
 #: Largest bus payload a batch of messages is packed into.
@@ -167,8 +130,6 @@ class Replicator:
     ):
         self.server = server
         self.replica = server.replica
-        for action in ("sync_dump",):  # registered after the server copied the table
-            server.commands.setdefault(action, COMMANDS[action])
         self.name = server.name
         self.target = target
         scfg = server.cfg["server"]
@@ -209,7 +170,6 @@ class Replicator:
         #: peers heard from live (not through a retained record) since we started
         self.fresh_peers: set[str] = set()
         self._wake_sync = trio.Event()
-        self._gate: dict[str, tuple] | None = None
         self._presence: dict | None = None
         self._presence_evt = trio.Event()
         self._pending_conflicts: list[dict] = []
@@ -228,6 +188,12 @@ class Replicator:
     @property
     def ready(self) -> bool:
         return self.replica.ready
+
+    @property
+    def serving(self) -> bool:
+        """Whether data requests may be answered now (synced and caught up); the
+        session's dispatch holds them, in order, until this is true."""
+        return self.replica.ready and self._caught_up.is_set()
 
     async def _catch_up(self) -> None:
         """A node restarted with its own state serves only once it has what it missed.
@@ -266,7 +232,6 @@ class Replicator:
         if r.ready and self._caught_up.is_set():
             if not self._ready_evt.is_set():
                 self._ready_evt.set()
-                self._open_gate()
                 self.status = "ready"
                 logger.warning("node %s is ready", self.name)
                 # tell the others at once, not at the next heartbeat
@@ -275,35 +240,9 @@ class Replicator:
         else:
             if self._ready_evt.is_set():
                 self._ready_evt = trio.Event()
-                self._close_gate()
                 logger.warning("node %s needs a resync (it may have missed a purge)", self.name)
             if r.needs_sync and not r.syncing:
                 self._wake_sync.set()
-
-    def _close_gate(self) -> None:
-        if self._gate is not None:
-            return
-        cmds = self.server.commands
-        self._gate = {}
-        for name, (fn, kind) in list(cmds.items()):
-            if name in UNGATED:
-                continue
-            self._gate[name] = (fn, kind)
-            cmds[name] = (self._gated(fn, kind), "stream" if kind == "stream" else "async")
-
-    def _open_gate(self) -> None:
-        gate, self._gate = self._gate, None
-        if gate:
-            self.server.commands.update(gate)
-
-    def _gated(self, fn, kind: str):
-        async def gated(server: Server, session: Session, msg: dict):
-            await self.wait_ready()
-            if kind == "sync":
-                return fn(server, session, msg)
-            return await fn(server, session, msg)
-
-        return gated
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until the node is ready; :class:`NotReadyError` after ``timeout``
@@ -655,7 +594,7 @@ class Replicator:
                 self.apply(r.sync_abort())
             self._after()
             self.stats["sync_failures"] += 1
-            if isinstance(exc, AuthError):
+            if isinstance(exc, AuthError | PermissionDenied):
                 # a configuration problem: say so every time, with the fix
                 logger.error(
                     "node %s: peer %s refused our login (%s: %s); set connect.auth in this"
@@ -702,7 +641,6 @@ class Replicator:
         self.status = "ready" if r.ready else "waiting for peer"
         if not r.ready or catch_up:
             self._ready_evt = trio.Event()
-            self._close_gate()
         if catch_up:
             self._caught_up = trio.Event()
             self.status = "catching up"

@@ -153,6 +153,17 @@ class Server:
             self.replica.outbox.clear()
 
     @property
+    def serving(self) -> bool:
+        """Whether data requests are answered now (a replicating node: synced)."""
+        rep = self.replicator
+        return rep is None or rep.serving
+
+    async def wait_ready(self) -> None:
+        """Wait until :attr:`serving`; ``NotReadyError`` after ``server.ready_timeout``."""
+        if self.replicator is not None:
+            await self.replicator.wait_ready()
+
+    @property
     def fsync_always(self) -> bool:
         return self.storage is not None and self.storage.fsync == "always"
 
@@ -324,6 +335,13 @@ class Server:
             await session.run()
         finally:
             self.sessions.discard(session)
+
+    def close_clients(self) -> int:
+        """Drop every client connection (their clients reconnect); how many."""
+        sessions = list(self.sessions)
+        for session in sessions:
+            session.abort()
+        return len(sessions)
 
     async def _serve_clients(self, listeners) -> None:
         try:

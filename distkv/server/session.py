@@ -1,40 +1,53 @@
-"""One client connection: read requests, run them, write replies.
+"""One client connection, on trio: a thin shell around :class:`ServerProtocol`.
 
-The hot path is deliberately synchronous: every message a read delivers is decoded
-and handled without a task switch (``get``/``set`` never await), their replies are
-queued, the change log is flushed to the OS once for the whole batch, and all replies
-go out in one write. Only streams (``get_tree``, ``watch``) run as tasks.
+The protocol object (``distkv/wire/protocol.py``) owns framing, sequence numbers,
+stream state and credit; this shell reads bytes, runs the requests it reports, and
+writes what it queues.
 
-Flow control: everything queued for a client counts against ``server.window`` bytes.
-Replies to requests never overflow (the client asked for them and we stop reading its
-requests while we cannot send), but live watch events do: when a client lets more than
-the window pile up, its watches are ended with a ``StreamOverflowError`` and the queued
-events are dropped, so a slow watcher cannot grow the server's memory or slow anybody
-else down.
+The hot path is deliberately synchronous: every request a read delivers is handled
+without a task switch (``get``/``set`` never await), their replies are queued, the
+change log is flushed to the OS once for the whole batch, and all replies go out in
+one write. Only streams (``get_tree``, ``watch``) and waiting commands (``auth``) run
+as tasks.
+
+Order: requests are handled in the order they arrive. A request that has to wait (a
+login, or any data request while the node is not ready) holds every later one behind
+it in :attr:`Session.held`, so a pipelined ``set`` then ``get`` can never swap places
+and pipelined login attempts are checked one at a time. ``ping``, ``auth``,
+``get_state``, ``stop`` and ``log_stop`` do not wait for readiness themselves, and
+``ping`` and ``get_state`` are answered at once even while earlier requests are held.
+
+Flow control: streams are paced by the client's credit (see the protocol module); on
+top of that everything queued for a client counts against ``server.window`` bytes.
+Replies to requests never overflow (we stop reading a client's requests while we
+cannot send), but live watch events do: past the window, the client's watches end
+with ``StreamOverflowError`` so a slow watcher cannot grow the server's memory.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
-import msgpack
 import trio
 
-from ..busypoll import BusyPoller
-from ..core.types import unwrap_group
 from ..exceptions import (
     ClientAuthRequiredError,
     ClientError,
     DistKVError,
-    ProtocolError,
+    NotReadyError,
     StreamOverflowError,
     UnknownActionError,
-    error_to_wire,
 )
-from ..wire import codec
+from ..groups import unwrap_group
+from ..wire.protocol import (
+    ConnectionBroken,
+    CreditGranted,
+    Request,
+    ServerProtocol,
+)
+from ..wire.transport import Transport
 
 if TYPE_CHECKING:
     from .server import Server
@@ -42,14 +55,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_UNPACK_ERRORS = (
-    msgpack.exceptions.ExtraData,
-    msgpack.exceptions.FormatError,
-    msgpack.exceptions.StackError,
-    msgpack.exceptions.BufferFull,
-    ValueError,
-    TypeError,
-)
+#: Actions allowed before login.
+OPEN_ACTIONS = frozenset({"auth", "ping"})
+#: Actions answered also while the node is not ready.
+UNGATED = frozenset({"ping", "auth", "get_state", "stop", "log_stop", "sync_dump"})
+#: Status reads that are answered at once even while earlier requests are held.
+OVERTAKING = frozenset({"ping", "get_state"})
 
 
 class Session:
@@ -57,111 +68,109 @@ class Session:
 
     def __init__(self, server: Server, stream: trio.abc.Stream, peer: str = "?"):
         self.server = server
-        self.stream = stream
-        # a stdlib socket on a duplicate of a plain TCP stream's fd, so that a reply the
-        # kernel takes at once skips trio's send machinery (None: TLS, memory streams)
-        self.raw: socket.socket | None = None
-        if isinstance(stream, trio.SocketStream):
-            try:
-                self.raw = socket.socket(fileno=os.dup(stream.socket.fileno()))
-            except OSError:
-                self.raw = None
+        self.transport = Transport(stream, server.busy_poll_us)
         self.peer = peer
-        self.packer = codec.packer()
-        self.outbuf: list[bytes] = []
-        self.outbytes = 0
+        scfg = server.cfg["server"]
+        self.window = int(scfg["window"])
+        self.proto = ServerProtocol(max_message=int(scfg["max_message"]), event_limit=self.window)
         self.sending = False
         self.wakeup = trio.Event()
         self.drained = trio.Event()
         self.tasks: dict[int, trio.CancelScope] = {}
         self.watchers: dict[int, Watcher] = {}
+        self.credit_wait: dict[int, trio.Event] = {}
+        #: requests waiting behind one that had to wait (see the module docstring)
+        self.held: deque[Request] | None = None
         self.user: str | None = None
         self.auth_method: str | None = None
         self.acl = None
         self.conv = None  # the user's codec converter (distkv.core.codecs), if any
         self.closed = False
         self.nursery: trio.Nursery | None = None
-        self.window = int(server.cfg["server"]["window"])
 
-    # --- output ---
+    # --- output
 
     def send(self, msg: dict) -> None:
-        """Queue a reply; the batch is written once the current read is handled."""
-        data = self.packer.pack(msg)
-        self.outbuf.append(data)
-        self.outbytes += len(data)
+        """Queue a message; the batch is written once the current read is handled."""
+        self.proto.send(msg)
 
     def send_stream(self, w: Watcher, msg: dict) -> None:
-        """Queue a live stream event, subject to the flow-control window."""
+        """Queue a live watch event (credit and window permitting)."""
         if not w.active or self.closed:
             return
-        if self.outbytes > self.window:
+        if self.proto.out_bytes > self.window:
             self.overflow()
             return
-        try:
-            self.send(msg)
-        except (TypeError, ValueError) as exc:  # pragma: no cover - values come from msgpack
-            logger.error("cannot encode watch event: %r", exc)
-            return
+        if self.proto.stream_event(w.seq, msg) is not None:
+            self._drop_stream(w.seq)
         if not self.sending:
             self.wakeup.set()
+
+    async def stream_send(self, seq: int, msg: dict) -> None:
+        """Send one item of a bulk stream: waits for the client's credit and for the
+        connection's queue to drain below half the window."""
+        proto = self.proto
+        while not proto.can_send(seq):
+            evt = self.credit_wait[seq] = trio.Event()
+            self.wakeup.set()
+            await evt.wait()
+        proto.stream_item(seq, msg)
+        if proto.out_bytes > self.window // 2:
+            await self.wait_writable()
+
+    def stream_backlog(self, seq: int, msg: dict) -> None:
+        """Queue a bulk item that must not wait (a watch's initial dump)."""
+        self.proto.stream_backlog(seq, msg)
 
     def overflow(self) -> None:
         """The client stopped reading: end its watches, drop what was queued for them."""
         logger.warning(
-            "client %s fell %d bytes behind: ending its watches", self.peer, self.outbytes
+            "client %s fell %d bytes behind: ending its watches", self.peer, self.proto.out_bytes
         )
-        self.outbuf.clear()
-        self.outbytes = 0
-        for seq, w in list(self.watchers.items()):
-            self.server.watches.remove(w)
-            del self.watchers[seq]
-            scope = self.tasks.pop(seq, None)
-            if scope is not None:
-                scope.cancel()
-            self.send(
-                {
-                    "seq": seq,
-                    **error_to_wire(
-                        StreamOverflowError(
-                            f"watch fell more than {self.window} bytes behind; re-fetch to resync"
-                        )
-                    ),
-                    "state": "end",
-                }
+        self.proto.data_to_send()  # dropped
+        for seq in list(self.watchers):
+            self._drop_stream(seq)
+            self.proto.error(
+                seq,
+                StreamOverflowError(
+                    f"watch fell more than {self.window} bytes behind; re-fetch to resync"
+                ),
+                end_stream=True,
             )
         self.wakeup.set()
+
+    def _drop_stream(self, seq: int) -> trio.CancelScope | None:
+        w = self.watchers.pop(seq, None)
+        if w is not None:
+            self.server.watches.remove(w)
+        scope = self.tasks.pop(seq, None)
+        if scope is not None:
+            scope.cancel()
+        return scope
 
     async def flush(self) -> None:
         if self.sending:
             return
         self.sending = True
+        proto = self.proto
         try:
-            while self.outbuf:
-                data = b"".join(self.outbuf) if len(self.outbuf) > 1 else self.outbuf[0]
-                self.outbuf.clear()
-                self.outbytes = 0
-                sent = 0
-                if self.raw is not None:
-                    # offer it to the kernel directly (the usual case: it all fits)
-                    try:
-                        sent = self.raw.send(data)
-                    except BlockingIOError:
-                        sent = 0
-                    except OSError as exc:
-                        raise trio.BrokenResourceError(str(exc)) from exc
+            while True:
+                data = proto.data_to_send()
+                if not data:
+                    break
+                sent = self.transport.send_now(data)  # the usual case: it all fits
                 if sent == len(data):
                     await trio.lowlevel.checkpoint()
                 else:
-                    await self.stream.send_all(data[sent:] if sent else data)
+                    await self.transport.send_all(data[sent:] if sent else data)
             self.drained.set()
             self.drained = trio.Event()
         finally:
             self.sending = False
 
     async def wait_writable(self) -> None:
-        """Backpressure for bulk streams: wait while the queue is over the window."""
-        while self.outbytes > self.window // 2:
+        """Backpressure for bulk streams: wait while the queue is over half the window."""
+        while self.proto.out_bytes > self.window // 2:
             self.wakeup.set()
             await self.drained.wait()
 
@@ -171,15 +180,19 @@ class Session:
             self.wakeup = trio.Event()
             await self.flush()
 
-    # --- input ---
+    def abort(self) -> None:
+        """Drop this connection (the server closes it; nothing more is sent)."""
+        self.closed = True
+        if self.nursery is not None:
+            self.nursery.cancel_scope.cancel()
+
+    # --- input
 
     async def run(self) -> None:
         srv = self.server
-        unpacker = codec.unpacker(int(srv.cfg["server"]["max_message"]))
-        handle = self.handle
         try:
             with unwrap_group():
-                await self._run(srv, unpacker, handle)
+                await self._run(srv)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except BaseExceptionGroup as eg:
@@ -192,135 +205,159 @@ class Session:
             for w in self.watchers.values():
                 srv.watches.remove(w)
             self.watchers.clear()
-            if self.raw is not None:
-                self.raw.close()
-            with trio.CancelScope(shield=True):
-                try:
-                    await self.stream.aclose()
-                except Exception:  # noqa: BLE001 - closing a broken socket
-                    pass
+            await self.transport.aclose()
 
-    async def _run(self, srv, unpacker, handle) -> None:
+    async def _run(self, srv: Server) -> None:
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             nursery.start_soon(self._writer)
             self.send(srv.greeting(self))
             await self.flush()
-            receive = self.stream.receive_some
-            budget = srv.busy_poll_us
-            if self.raw is not None and budget:
-                receive = BusyPoller(self.raw, self.stream, budget).receive_some
+            receive = self.transport.receive_some
+            proto = self.proto
+            handle = self.handle
             while True:
                 data = await receive(65536)
                 if not data:
                     break
-                try:
-                    unpacker.feed(data)
-                    for msg in unpacker:
-                        handle(msg)
-                except _UNPACK_ERRORS as exc:
-                    self.send(
-                        error_to_wire(
-                            ProtocolError(f"undecodable data from client, closing: {exc}")
-                        )
-                    )
-                    logger.warning("client %s sent garbage: %r", self.peer, exc)
-                    srv.after_batch()
-                    await self.flush()
-                    break
+                broken = False
+                for ev in proto.receive_data(data):
+                    t = type(ev)
+                    if t is Request:
+                        handle(ev)
+                    elif t is CreditGranted:
+                        evt = self.credit_wait.pop(ev.seq, None)
+                        if evt is not None:
+                            evt.set()
+                    elif t is ConnectionBroken:
+                        logger.warning("client %s sent garbage: %s", self.peer, ev.error)
+                        broken = True
                 srv.after_batch()
                 if srv.fsync_always:
                     await srv.storage.commit()
                 await self.flush()
+                if broken:
+                    break
             nursery.cancel_scope.cancel()
 
-    def handle(self, msg: Any) -> None:
-        """Run one request; errors become error replies, never a crashed server."""
-        if type(msg) is not dict:
-            self.send(error_to_wire(ProtocolError("a request must be a map")))
+    def handle(self, req: Request) -> None:
+        """Run one request, or hold it behind one that waits (see module docstring)."""
+        srv = self.server
+        cmd = srv.commands.get(req.action)
+        if self.held is None:
+            if (
+                cmd is not None
+                and cmd[1] == "sync"
+                and (self.user is not None or not srv.auth_required)
+                and srv.serving
+            ):
+                # the hot path (get, set, ...): run it here and now
+                try:
+                    self.proto.reply(req.seq, cmd[0](srv, self, req.msg))
+                except Exception as exc:  # noqa: BLE001 - a bug must not kill the session
+                    self._fail(req, exc)
+                return
+            if (cmd is not None and cmd[1] == "async") or (
+                req.action not in UNGATED and not srv.serving
+            ):
+                self.held = deque([req])
+                self.nursery.start_soon(self._run_held)
+                return
+        elif req.action not in OVERTAKING:
+            self.held.append(req)
             return
-        seq = msg.get("seq")
+        self.execute(req)
+
+    def execute(self, req: Request) -> None:
+        """Run a request that does not wait; errors become error replies, never a
+        crashed server."""
+        seq = req.seq
         try:
-            action = msg["action"]
-            cmd = self.server.commands.get(action)
-            if cmd is None:
-                raise UnknownActionError(f"unknown action {action!r}")
-            if self.user is None and self.server.auth_required and action not in _OPEN:
-                raise ClientAuthRequiredError(
-                    f"You need to log in using: {self.server.auth_method}"
-                )
-            fn, kind = cmd
+            fn, kind = self._command(req)
             if kind == "stream":
-                self.start_stream(seq, fn, msg)
-            elif kind == "async":
-                self.nursery.start_soon(self._run_async, seq, fn, msg)
+                self.start_stream(seq, fn, req.msg)
             else:
-                res = fn(self.server, self, msg)
-                if res is None:
-                    res = {"seq": seq}
-                else:
-                    res["seq"] = seq
-                self.send(res)
-        except KeyError as exc:
-            self.send({"seq": seq, **error_to_wire(ClientError(f"missing field {exc}"))})
-        except DistKVError as exc:
-            self.send({"seq": seq, **error_to_wire(exc)})
+                self.proto.reply(seq, fn(self.server, self, req.msg))
         except Exception as exc:  # noqa: BLE001 - a bug must not kill the session
-            logger.exception("error handling %r", msg.get("action"))
-            self.send({"seq": seq, **error_to_wire(exc)})
+            self._fail(req, exc)
 
-    async def _run_async(self, seq: int, fn, msg: dict) -> None:
-        """A request that has to wait (a password check in a thread, a file write)."""
-        try:
-            res = await fn(self.server, self, msg)
-            res = {} if res is None else res
-            res["seq"] = seq
-        except DistKVError as exc:
-            res = {"seq": seq, **error_to_wire(exc)}
-        except Exception as exc:  # noqa: BLE001
-            logger.exception("error handling %r", msg.get("action"))
-            res = {"seq": seq, **error_to_wire(exc)}
-        self.send(res)
-        self.server.after_batch()
-        self.wakeup.set()
+    def _command(self, req: Request) -> tuple[Any, str]:
+        cmd = self.server.commands.get(req.action)
+        if cmd is None:
+            raise UnknownActionError(f"unknown action {req.action!r}")
+        if self.user is None and self.server.auth_required and req.action not in OPEN_ACTIONS:
+            raise ClientAuthRequiredError(f"You need to log in using: {self.server.auth_method}")
+        return cmd
 
-    def start_stream(self, seq: int, fn, msg: dict) -> None:
+    def _fail(self, req: Request, exc: BaseException) -> None:
+        """The one place where a request's exception becomes its error reply."""
+        if not isinstance(exc, DistKVError):
+            logger.error("error handling %r from %s", req.action, self.peer, exc_info=exc)
+        self.proto.error(req.seq, exc)
+
+    async def _run_held(self) -> None:
+        """Work through held requests in order; new ones queue behind."""
+        srv = self.server
+        held = self.held
+        while held:
+            req = held[0]
+            try:
+                if req.action not in UNGATED and not srv.serving:
+                    await srv.wait_ready()
+                fn, kind = self._command(req)
+                if kind == "async":
+                    self.proto.reply(req.seq, await fn(srv, self, req.msg))
+                else:
+                    held.popleft()
+                    self.execute(req)
+                    srv.after_batch()
+                    self.wakeup.set()
+                    continue
+            except NotReadyError as exc:
+                self.proto.error(req.seq, exc)
+            except Exception as exc:  # noqa: BLE001
+                self._fail(req, exc)
+            held.popleft()
+            srv.after_batch()
+            self.wakeup.set()
+        self.held = None
+
+    # --- streams
+
+    def start_stream(self, seq: Any, fn, msg: dict) -> None:
+        if type(seq) is not int:
+            raise ClientError("a stream request needs an integer seq")
         if seq in self.tasks:
             raise ClientError(f"seq {seq} is already in use")
         scope = trio.CancelScope()
         self.tasks[seq] = scope
+        self.proto.stream_start(seq, msg.get("credit"))
         self.nursery.start_soon(self._run_stream, seq, fn, msg, scope)
 
     async def _run_stream(self, seq: int, fn, msg: dict, scope: trio.CancelScope) -> None:
         try:
             with scope:
                 try:
-                    self.send({"seq": seq, "state": "start"})
                     await fn(self.server, self, msg)
-                    self.send({"seq": seq, "state": "end"})
+                    self.proto.stream_end(seq)
                 except DistKVError as exc:
-                    self.send({"seq": seq, **error_to_wire(exc), "state": "end"})
+                    self.proto.error(seq, exc, end_stream=True)
                 except Exception as exc:  # noqa: BLE001
                     logger.exception("error in stream %r", msg.get("action"))
-                    self.send({"seq": seq, **error_to_wire(exc), "state": "end"})
+                    self.proto.error(seq, exc, end_stream=True)
                 self.wakeup.set()
         finally:
             self.tasks.pop(seq, None)
+            self.credit_wait.pop(seq, None)
             w = self.watchers.pop(seq, None)
             if w is not None:
                 self.server.watches.remove(w)
 
     def stop_stream(self, seq: int) -> bool:
-        scope = self.tasks.pop(seq, None)
-        w = self.watchers.pop(seq, None)
-        if w is not None:
-            self.server.watches.remove(w)
+        scope = self._drop_stream(seq)
+        self.credit_wait.pop(seq, None)
         if scope is None:
             return False
-        scope.cancel()
-        self.send({"seq": seq, "state": "end"})
+        if self.proto.stream_drop(seq):
+            self.send({"seq": seq, "state": "end"})
         return True
-
-
-# actions allowed before login
-_OPEN = frozenset({"auth", "ping"})

@@ -31,7 +31,8 @@ import trio.testing
 from ..bus.memory import MemoryNetwork
 from ..client import Client, open_client
 from ..config import merge
-from ..core.types import NotGiven, unwrap_group
+from ..core.types import NotGiven
+from ..groups import unwrap_group
 from ..server import Server
 from .server import make_config, open_memory_client
 

@@ -12,7 +12,8 @@ import trio.testing
 
 from .. import config as _config
 from ..client import Client, open_client
-from ..core.types import NotGiven, unwrap_group
+from ..core.types import NotGiven
+from ..groups import unwrap_group
 from ..server import Server
 
 
@@ -53,5 +54,44 @@ async def open_memory_client(server: Server, **cfg: Any) -> AsyncIterator[Client
 @asynccontextmanager
 async def open_tcp_client(server: Server, **cfg: Any) -> AsyncIterator[Client]:
     host, port = server.ports[0]
-    async with open_client(make_config(connect={"host": host, "port": port}, **cfg)) as client:
+    connect = {"host": host, "port": port, **cfg.pop("connect", {})}
+    async with open_client(make_config(connect=connect, **cfg)) as client:
         yield client
+
+
+class RawSession:
+    """A protocol-level client for tests, on the sans-IO :class:`ClientProtocol`:
+    requests queue until :meth:`send` writes them all at once (true pipelining)."""
+
+    def __init__(self, stream: trio.abc.Stream):
+        from ..wire.protocol import ClientProtocol
+
+        self.stream = stream
+        self.proto = ClientProtocol()
+        self.replies: dict[int, dict] = {}
+
+    def request(self, action: str, **params: Any) -> int:
+        return self.proto.send_request(action, params)
+
+    async def send(self) -> None:
+        await self.stream.send_all(self.proto.data_to_send())
+
+    async def replies_in_order(self, n: int) -> list[tuple[int, dict]]:
+        """The next ``n`` replies, in the order they arrive."""
+        from ..wire.protocol import Reply
+
+        out: list[tuple[int, dict]] = []
+        while len(out) < n:
+            data = await self.stream.receive_some(65536)
+            if not data:
+                raise EOFError("the server closed the connection")
+            out.extend((e.seq, e.msg) for e in self.proto.receive_data(data) if type(e) is Reply)
+        return out
+
+
+@asynccontextmanager
+async def open_raw_session(server: Server) -> AsyncIterator[RawSession]:
+    a, b = trio.testing.memory_stream_pair()
+    server._test_nursery.start_soon(server._handle_client, b)
+    yield RawSession(a)
+    await a.aclose()

@@ -9,13 +9,12 @@ from distkv.core.acl import user_path
 from distkv.core.path import Path
 from distkv.exceptions import NotReadyError
 from distkv.testing.cluster import open_test_cluster, tree_snapshot
+from distkv.testing.wait import eventually
 from distkv.util import P
 
 
 async def until(pred, timeout=30, step=0.01):
-    with trio.fail_after(timeout):
-        while not await pred():
-            await trio.sleep(step)
+    await eventually(pred, timeout=timeout, step=step)
 
 
 async def value_on(cl, node, path):

@@ -6,6 +6,7 @@ import trio
 from distkv.client import open_client
 from distkv.testing.mosquitto import find_mosquitto
 from distkv.testing.process import ok
+from distkv.testing.wait import eventually
 from distkv.util import P
 
 pytestmark = [
@@ -16,16 +17,6 @@ pytestmark = [
 
 def client_of(proc):
     return open_client(connect={"host": "127.0.0.1", "port": proc.port, "auth": None})
-
-
-async def eventually(fn, timeout: float = 10, step: float = 0.05):
-    """Poll ``await fn()`` until it is truthy (bounded); returns its value."""
-    with trio.fail_after(timeout):
-        while True:
-            res = await fn()
-            if res:
-                return res
-            await trio.sleep(step)
 
 
 async def value(proc, path):

@@ -78,8 +78,11 @@ async def test_acl_rights(autojump_clock):
                 await joe.get(P("pub.b"))
             with pytest.raises(PermissionDenied, match="may not enter priv on the way to priv.x"):
                 await joe.get(P("priv.x"))
-            with pytest.raises(PermissionDenied, match="overwrite pub.a"):
+            with pytest.raises(PermissionDenied, match="overwrite pub.a") as denied:
                 await joe.set(P("pub.a"), 5)
+            # the details survive the wire: which path, which right
+            assert tuple(denied.value.info["path"]) == ("pub", "a")
+            assert denied.value.info["mode"] == "w"
             with pytest.raises(PermissionDenied, match="create pub.new"):
                 await joe.set(P("pub.new"), 5)
             with pytest.raises(PermissionDenied, match="delete pub.a"):

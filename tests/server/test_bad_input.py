@@ -87,16 +87,21 @@ async def test_slow_watcher_overflows_alone(autojump_clock):
         a, recv = await raw_session(s, lockstep=True)
         await a.send_all(codec.packb({"seq": 1, "action": "watch", "path": P("w")}))
         # never read from `a`: the memory stream has no buffer, so everything queues
-        async with open_memory_client(s) as fast:
-            async with fast.watch(P("w")) as w:
+        async with open_memory_client(s) as fast, fast.watch(P("w")) as w:
+            done = trio.Event()
+
+            async def read_all():
+                async for ev in w:
+                    if ev.value.endswith("1999"):
+                        done.set()
+                        return
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_all)
                 for i in range(2000):
                     await writer.set(P("w.k"), "x" * 100 + str(i))
-                seen = 0
-                async for ev in w:
-                    seen += 1
-                    if ev.value.endswith("1999"):
-                        break
-        assert all(x.outbytes <= 60_000 for x in s.sessions)
+                await done.wait()
+        assert all(x.proto.out_bytes <= 60_000 for x in s.sessions)
         # now read what the slow one got: some events, then the overflow error
         got_overflow = False
         while True:

@@ -29,8 +29,8 @@ from typing import Any
 
 import trio
 
-from .core.path import P, Path
-from .core.runner import (
+from ..core.path import P, Path
+from ..core.runner import (
     CODE_ROOT,
     ERROR_ROOT,
     RUN_ROOT,
@@ -40,10 +40,10 @@ from .core.runner import (
     live_runners,
     plan,
 )
-from .core.script import compile_script, describe_error, with_globals
-from .core.types import NotGiven
-from .exceptions import DistKVError, ScriptError
-from .wire import codec
+from ..core.script import compile_script, describe_error, with_globals
+from ..core.types import NotGiven
+from ..exceptions import DistKVError, ScriptError
+from ..wire import codec
 
 logger = logging.getLogger(__name__)
 error_log = logging.getLogger("distkv.errors")

@@ -1,0 +1,478 @@
+"""The DistKV client protocol as two sans-IO state machines, one per side.
+
+Why sans-IO (h11's model): sequence numbers, stream state and flow control are the
+protocol's hard parts, and they are the same whatever carries the bytes (TCP, TLS, a
+memory stream in tests, a WebSocket). Here they are plain objects: bytes go in with
+``receive_data``, typed events come out, calls queue bytes that ``data_to_send``
+hands to whoever owns the socket. The trio shells (``client/client.py``,
+``server/session.py``) only move bytes and wake tasks; property tests drive the two
+objects against each other without any socket (``tests/properties/test_protocol_props.py``).
+
+Flow control of streams is by **credit** (counted in stream messages): a client
+starting a stream says how many messages it can take (``credit``); the server sends
+no more than that until the client grants more with ``{action: "credit", task: SEQ,
+n: K}`` (a notification: it has no ``seq`` and no reply). The client grants credit as
+its consumer takes items, so a consumer that stops reading pauses its own stream and
+nothing else: the reader of the connection never waits for a consumer, and a request
+made while iterating a stream (``async for r in c.get_tree(p): await c.get(...)``) is
+answered whatever the stream's size. Bulk streams (``get_tree``, a watch's initial
+dump) simply wait for credit; live watch events cannot wait, so the server queues them
+per stream up to ``event_limit`` bytes and then ends that stream with
+``StreamOverflowError`` (the client re-fetches). A stream request without ``credit``
+(an old client) is not flow-controlled per stream; the connection's byte window
+(``server.window``) still applies.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, NamedTuple
+
+import msgpack
+
+from ..exceptions import (
+    ClientError,
+    DistKVError,
+    ProtocolError,
+    StreamOverflowError,
+    error_from_wire,
+    error_to_wire,
+)
+from . import codec
+
+#: Stream messages a client takes before it must grant more (per stream).
+DEFAULT_CREDIT = 256
+
+_UNPACK_ERRORS = (
+    msgpack.exceptions.ExtraData,
+    msgpack.exceptions.FormatError,
+    msgpack.exceptions.StackError,
+    msgpack.exceptions.BufferFull,
+    ValueError,
+    TypeError,
+    RecursionError,
+)
+
+
+# --------------------------------------------------------------------------- events
+
+
+class Greeting(NamedTuple):
+    """The server's first message (``seq: 0``): node name, version, auth method, ..."""
+
+    info: dict
+
+
+class Reply(NamedTuple):
+    """The answer to request ``seq``; ``msg`` still holds ``error`` if it is one."""
+
+    seq: int
+    msg: dict
+
+
+class StreamActivity(NamedTuple):
+    """Stream ``seq`` has new items, or ended: its consumer should look."""
+
+    seq: int
+
+
+class Request(NamedTuple):
+    """A client's request (server side). ``seq`` is None for a malformed one."""
+
+    seq: Any
+    action: str
+    msg: dict
+
+
+class CreditGranted(NamedTuple):
+    """The client granted credit for stream ``seq``: a paused producer may go on."""
+
+    seq: int
+
+
+class StreamOverflowed(NamedTuple):
+    """Live events of stream ``seq`` piled up past the limit: the stream was ended
+    (the error is already queued); the shell drops its watcher."""
+
+    seq: int
+
+
+class ConnectionBroken(NamedTuple):
+    """The peer sent bytes that are not protocol: the connection is unusable."""
+
+    error: DistKVError
+
+
+class StreamEnded(Exception):
+    """Raised by :meth:`ClientProtocol.next_item` when a stream has no more items."""
+
+
+# --------------------------------------------------------------------------- client
+
+
+class _ClientStream:
+    __slots__ = ("items", "ended", "error", "window", "taken")
+
+    def __init__(self, window: int):
+        self.items: deque = deque()
+        self.ended = False
+        self.error: DistKVError | None = None
+        self.window = window
+        self.taken = 0  # items taken since the last credit grant
+
+
+class ClientProtocol:
+    """Client side of one connection.
+
+    >>> p = ClientProtocol()
+    >>> seq = p.send_request("get_value", {"path": P("a")})
+    >>> sock.send(p.data_to_send())
+    >>> for ev in p.receive_data(sock.recv(65536)): ...
+    """
+
+    def __init__(self, *, credit: int = DEFAULT_CREDIT):
+        self.credit = credit
+        self.greeting: dict | None = None
+        self._seq = 0
+        self._packer = codec.packer()
+        self._unpacker = codec.unpacker()
+        self._out: list[bytes] = []
+        self._streams: dict[int, _ClientStream] = {}
+
+    # --- output
+
+    def _pack(self, msg: dict) -> bytes:
+        try:
+            return self._packer.pack(msg)
+        except (TypeError, ValueError, OverflowError) as exc:
+            self._packer.reset()
+            raise ClientError(f"cannot encode request: {exc}") from None
+
+    def send_request(self, action: str, params: dict) -> int:
+        """Queue a request; returns its ``seq``. ``params`` is used as the message."""
+        self._seq += 1
+        seq = params["seq"] = self._seq
+        params["action"] = action
+        self._out.append(self._pack(params))
+        return seq
+
+    def start_stream(self, action: str, params: dict) -> int:
+        """Queue a stream request (``get_tree``, ``watch``, ...) with our credit."""
+        self._seq += 1
+        seq = self._seq
+        msg = dict(params, seq=seq, action=action, credit=self.credit)
+        data = self._pack(msg)
+        self._streams[seq] = _ClientStream(self.credit)
+        self._out.append(data)
+        return seq
+
+    def stop_stream(self, seq: int) -> int | None:
+        """Forget stream ``seq`` (its late items are dropped) and, if the server still
+        runs it, queue a ``stop``; returns the stop request's seq (or None)."""
+        st = self._streams.pop(seq, None)
+        if st is None or st.ended:
+            return None
+        return self.send_request("stop", {"task": seq})
+
+    def data_to_send(self) -> bytes:
+        out = self._out
+        if not out:
+            return b""
+        data = b"".join(out) if len(out) > 1 else out[0]
+        out.clear()
+        return data
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self._out)
+
+    # --- streams, consumer side
+
+    def is_stream(self, seq: int) -> bool:
+        return seq in self._streams
+
+    def next_item(self, seq: int) -> dict | None:
+        """The next item of stream ``seq``, None if none has arrived yet; raises
+        :class:`StreamEnded` at the end or the stream's error. Taking items grants
+        the server more credit (queued output)."""
+        st = self._streams.get(seq)
+        if st is None:
+            raise StreamEnded
+        if st.items:
+            item = st.items.popleft()
+            st.taken += 1
+            if st.taken * 2 >= st.window and not st.ended:
+                self._out.append(
+                    self._packer.pack({"action": "credit", "task": seq, "n": st.taken})
+                )
+                st.taken = 0
+            return item
+        if st.ended:
+            del self._streams[seq]
+            if st.error is not None:
+                raise st.error
+            raise StreamEnded
+        return None
+
+    # --- input
+
+    def receive_data(self, data: bytes) -> list:
+        """Feed bytes from the server; returns the events they complete."""
+        events: list = []
+        unpacker = self._unpacker
+        try:
+            unpacker.feed(data)
+            for msg in unpacker:
+                if type(msg) is not dict:
+                    raise ValueError("a message must be a map")
+                seq = msg.get("seq")
+                st = self._streams.get(seq)
+                if st is None:
+                    if seq == 0 and self.greeting is None:
+                        self.greeting = msg
+                        events.append(Greeting(msg))
+                    else:
+                        events.append(Reply(seq, msg))
+                    continue
+                self._stream_message(seq, st, msg)
+                events.append(StreamActivity(seq))
+        except _UNPACK_ERRORS as exc:
+            events.append(ConnectionBroken(ProtocolError(f"bad data from server: {exc!r}")))
+        return events
+
+    def _stream_message(self, seq: int, st: _ClientStream, msg: dict) -> None:
+        if "error" in msg:
+            st.ended = True
+            st.error = error_from_wire(msg)
+            return
+        state = msg.get("state")
+        if state is None:
+            del msg["seq"]
+            st.items.append(msg)
+        elif state == "end":
+            st.ended = True
+        elif state != "start":
+            st.items.append({"state": state})
+
+    def connection_lost(self, error: DistKVError) -> list[int]:
+        """The transport ended: every open stream ends with ``error``; returns their seqs."""
+        seqs = []
+        for seq, st in self._streams.items():
+            if not st.ended:
+                st.ended = True
+                st.error = type(error)(str(error))  # one instance per consumer
+                seqs.append(seq)
+        return seqs
+
+
+# --------------------------------------------------------------------------- server
+
+
+class _ServerStream:
+    __slots__ = ("credit", "pending", "pending_bytes", "backlog_bytes")
+
+    def __init__(self, credit: int | None):
+        self.credit = credit  # None: not flow-controlled (old client)
+        self.pending: deque[bytes] = deque()  # waiting for credit, in order
+        self.pending_bytes = 0
+        self.backlog_bytes = 0  # of which bulk items (at the front), never an overflow
+
+
+class ServerProtocol:
+    """Server side of one connection.
+
+    ``receive_data`` yields :class:`Request` events (the shell runs them and answers
+    with ``reply``/``error``/``stream_*``) plus :class:`CreditGranted` and
+    :class:`StreamOverflowed`; malformed input is answered here. Replies are queued
+    in the order they are made; ``out_bytes`` is what is queued, for back-pressure.
+    """
+
+    def __init__(self, *, max_message: int = codec.MAX_MESSAGE, event_limit: int = 4 << 20):
+        self.event_limit = event_limit
+        self._packer = codec.packer()
+        self._unpacker = codec.unpacker(max_message)
+        self._out: list[bytes] = []
+        self.out_bytes = 0
+        self._streams: dict[int, _ServerStream] = {}
+        self.broken = False
+
+    # --- output
+
+    def _queue(self, data: bytes) -> None:
+        self._out.append(data)
+        self.out_bytes += len(data)
+
+    def _pack(self, msg: dict) -> bytes | None:
+        try:
+            return self._packer.pack(msg)
+        except (TypeError, ValueError, OverflowError):
+            self._packer.reset()
+            return None
+
+    def send(self, msg: dict) -> None:
+        """Queue any message (greeting, reply); an unencodable reply becomes an error."""
+        data = self._pack(msg)
+        if data is None:
+            data = self._packer.pack(
+                {"seq": msg.get("seq"), "error": "server", "message": "cannot encode the reply"}
+            )
+        self._queue(data)
+
+    def reply(self, seq: Any, result: dict | None) -> None:
+        # the hot path of every get/set: one pack, one append
+        if result is None:
+            result = {"seq": seq}
+        else:
+            result["seq"] = seq
+        try:
+            data = self._packer.pack(result)
+        except (TypeError, ValueError, OverflowError):
+            self._packer.reset()
+            data = self._packer.pack(
+                {"seq": seq, "error": "server", "message": "cannot encode the reply"}
+            )
+        self._out.append(data)
+        self.out_bytes += len(data)
+
+    def error(self, seq: Any, exc: BaseException, *, end_stream: bool = False) -> None:
+        msg = error_to_wire(exc) if seq is None else {"seq": seq, **error_to_wire(exc)}
+        if end_stream:
+            msg["state"] = "end"
+            self._streams.pop(seq, None)
+        self.send(msg)
+
+    def data_to_send(self) -> bytes:
+        out = self._out
+        if not out:
+            return b""
+        data = b"".join(out) if len(out) > 1 else out[0]
+        out.clear()
+        self.out_bytes = 0
+        return data
+
+    # --- streams
+
+    def stream_start(self, seq: int, credit: Any) -> None:
+        if type(credit) is not int or credit <= 0:
+            credit = None
+        self._streams[seq] = _ServerStream(credit)
+        self.send({"seq": seq, "state": "start"})
+
+    def stream_end(self, seq: int) -> None:
+        """End stream ``seq`` normally; queued live events still go out first."""
+        st = self._streams.pop(seq, None)
+        if st is None:
+            return
+        for data in st.pending:  # only on an explicit end: they were already promised
+            self._queue(data)
+        self.send({"seq": seq, "state": "end"})
+
+    def stream_drop(self, seq: int) -> bool:
+        """Forget stream ``seq`` without a message (the client stopped it)."""
+        return self._streams.pop(seq, None) is not None
+
+    def can_send(self, seq: int) -> bool:
+        """Whether a bulk stream may send its next item now (else wait for credit)."""
+        st = self._streams.get(seq)
+        return st is not None and (st.credit is None or st.credit > 0)
+
+    def stream_item(self, seq: int, msg: dict) -> None:
+        """Queue a bulk item; the caller checked :meth:`can_send`."""
+        st = self._streams.get(seq)
+        if st is None:
+            return
+        if st.credit is not None:
+            st.credit -= 1
+        self.send(msg)
+
+    def stream_backlog(self, seq: int, msg: dict) -> None:
+        """Queue a bulk item behind whatever the stream holds (a watch's initial dump,
+        taken in one pass so that no change slips in): it waits for credit like a live
+        event but never counts as an overflow."""
+        st = self._streams.get(seq)
+        if st is None:
+            return
+        if st.credit is None or (st.credit > 0 and not st.pending):
+            if st.credit is not None:
+                st.credit -= 1
+            self.send(msg)
+            return
+        data = self._pack(msg)
+        if data is not None:
+            st.pending.append(data)
+            st.pending_bytes += len(data)
+            st.backlog_bytes += len(data)
+
+    def stream_event(self, seq: int, msg: dict) -> StreamOverflowed | None:
+        """Queue a live event: sent now if there is credit, else held; past
+        ``event_limit`` held bytes the stream ends with ``StreamOverflowError``."""
+        st = self._streams.get(seq)
+        if st is None:
+            return None
+        if st.credit is None or (st.credit > 0 and not st.pending):
+            if st.credit is not None:
+                st.credit -= 1
+            self.send(msg)
+            return None
+        data = self._pack(msg)
+        if data is None:
+            return None
+        st.pending.append(data)
+        st.pending_bytes += len(data)
+        if st.pending_bytes - st.backlog_bytes <= self.event_limit:
+            return None
+        del self._streams[seq]
+        self.error(
+            seq,
+            StreamOverflowError(
+                f"the stream's reader fell more than {self.event_limit} bytes behind; "
+                "re-fetch to resync"
+            ),
+            end_stream=True,
+        )
+        return StreamOverflowed(seq)
+
+    def _grant(self, seq: Any, n: Any) -> CreditGranted | None:
+        st = self._streams.get(seq)
+        if st is None or st.credit is None or type(n) is not int or n <= 0:
+            return None
+        st.credit += n
+        while st.pending and st.credit > 0:
+            data = st.pending.popleft()
+            st.pending_bytes -= len(data)
+            st.backlog_bytes = max(0, st.backlog_bytes - len(data))
+            st.credit -= 1
+            self._queue(data)
+        return CreditGranted(seq)
+
+    # --- input
+
+    def receive_data(self, data: bytes) -> list:
+        """Feed bytes from the client; returns the events they complete. Undecodable
+        input queues a protocol error and ends with :class:`ConnectionBroken`."""
+        events: list = []
+        if self.broken:
+            return events
+        try:
+            self._unpacker.feed(data)
+            for msg in self._unpacker:
+                if type(msg) is not dict:
+                    self.error(None, ProtocolError("a request must be a map"))
+                    continue
+                action = msg.get("action")
+                if action == "credit" and "seq" not in msg:
+                    ev = self._grant(msg.get("task"), msg.get("n"))
+                    if ev is not None:
+                        events.append(ev)
+                    continue
+                seq = msg.get("seq")
+                if type(action) is not str:
+                    self.error(seq, ClientError("a request needs an 'action'"))
+                    continue
+                events.append(Request(seq, action, msg))
+        except _UNPACK_ERRORS as exc:
+            self.broken = True
+            err = ProtocolError(f"undecodable data from client, closing: {exc}")
+            self.error(None, err)
+            events.append(ConnectionBroken(err))
+        return events
