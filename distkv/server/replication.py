@@ -11,7 +11,8 @@ What it does:
   :meth:`Replicator.flush` (called by ``Server.after_batch``) takes them, and a task
   publishes them with ``publish_nowait`` after the batch's replies, coalesced: all
   messages for one topic that piled up while the previous bus message was not yet
-  acknowledged (or within ``server.bus_coalesce_ms``) go out as one bus message. A
+  acknowledged (or, once writes pile up, within ``server.bus_coalesce_ms`` of it) go
+  out as one bus message (see ``Replicator._send_held``). A
   full bus (``BusOverflowError``) is counted, never waited for: peers notice the gap
   and repair it.
 * **Bus messages** (``update/+``, ``repair/<me>``, ``presence/+``) are decoded in
