@@ -22,6 +22,7 @@ MODULES = [
     "bench.persist",
     "bench.auth",
     "bench.cluster",
+    "bench.paced",
     "bench.cli",
 ]
 

@@ -112,6 +112,13 @@ SCHEMA = Section(
                     " without one the node runs alone and needs no broker",
                 ),
                 "root": Key(Str(), "distkv", "topic prefix: the network's name on the broker"),
+                # distkv/server/replication.py (Replicator._send_held), docs/replication.md
+                "bus_coalesce_ms": Key(
+                    Float(0),
+                    2,
+                    "while writes pile up, least ms between two bus messages of this node's"
+                    " updates (writes in between travel together)",
+                ),
                 "advertise": Key(Nullable(Str()), None, "address peers should use for syncing"),
                 "state_dir": Key(Nullable(Str()), None, "directory for persistence"),
                 "log_dirs": Key(

@@ -10,6 +10,12 @@ are described in :mod:`distkv.bus.base`; this module is the mechanics:
   task calls ``loop_misc()`` once a second (keepalive). Callbacks therefore run on the
   trio thread, inside ``loop_read``/``loop_write``, and only do non-blocking work
   (``send_nowait`` into subscription channels, setting events).
+* **TCP_NODELAY** on every connection (paho never sets it): with Nagle's algorithm and
+  the broker's delayed ACKs, small publications written while an earlier one is not yet
+  acknowledged wait for that ACK, so paced updates (one every 10 ms) reached the broker
+  in clumps every ~43 ms (cross-node watch p50 13.7 ms; with TCP_NODELAY 1.3 ms). Set
+  in paho's ``on_socket_open`` hook, before the CONNECT packet is written, so it holds
+  for every reconnect and for every user of this module (replication, gateways).
 * **Connecting** does DNS and a blocking TCP connect inside paho (``reconnect()``), so it
   runs in a worker thread; no trio task touches the client meanwhile (publications go to
   the bus's own offline queue while the link is down). Before a socket is closed, paho's
@@ -87,6 +93,16 @@ def parse_mqtt_uri(uri: str) -> tuple[str, int, str | None, str | None]:
     return parts.hostname, port, user, password
 
 
+def _set_nodelay(client: Any, userdata: Any, sock: Any) -> None:
+    """paho's ``on_socket_open`` hook (runs in the connect thread, before CONNECT is
+    sent): switch off Nagle's algorithm, see the module docstring."""
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:  # not fatal: the bus works, only slower under load
+            logger.warning("cannot set TCP_NODELAY on the MQTT socket: %r", exc)
+
+
 class _SubAck:
     __slots__ = ("event", "codes")
 
@@ -155,6 +171,7 @@ class MqttBus(Bus):
         c.on_message = self._on_message
         c.on_publish = self._on_publish
         c.on_subscribe = self._on_subscribe
+        c.on_socket_open = _set_nodelay
         c.on_socket_close = self._on_socket_close
         c.on_socket_register_write = self._on_register_write
         self._client = c
@@ -487,11 +504,11 @@ class MqttBus(Bus):
                 props.SubscriptionIdentifier = group.sid
                 rc, mid = self._client.subscribe(
                     self.full_topic(group.pattern),
-                    options=SubscribeOptions(qos=1),
+                    options=SubscribeOptions(qos=group.qos),
                     properties=props,
                 )
             else:
-                rc, mid = self._client.subscribe(self.full_topic(group.pattern), qos=1)
+                rc, mid = self._client.subscribe(self.full_topic(group.pattern), qos=group.qos)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
                 return  # the link is breaking; everything is redone on reconnect
             ack = _SubAck()
