@@ -573,3 +573,40 @@ async def test_gateway_command_feeds_a_server_process(owserver, tmp_path):
             assert await trio.to_thread.run_sync(proc.wait, 10) == 0
     finally:
         srv.stop()
+
+
+@pytest.mark.slow
+@needs_owserver
+async def test_aliases_simultaneous_conversion_and_outputs_on_a_real_owserver(tmp_path):
+    """--tester=10,28,3A with an alias file: the aliased sensor lands under its alias,
+    the two temperatures come from one simultaneous conversion (latesttemp), and the
+    DS2413's PIO.A is written from a tree entry. The tester's PIO does not keep what
+    is written (it reads back 0), so a desired "on" shows as a mismatch, and "off"
+    clears it."""
+    alias = tmp_path / "alias"
+    alias.write_text(f"{T28} = livingroom\n")
+    with Owserver(devices=("10", "28", "3A"), args=[f"--alias={alias}"]) as ows:
+        bus = OwserverBus(ows.host, ows.port)
+        listing = await bus.listing()
+        pio = next(d for d in listing if d.startswith("3A."))
+        assert listing == {T10: None, T28: "livingroom", pio: None}
+        async with open_test_server(init="Testing") as s, open_memory_client(s) as c:
+            await c.set(P("home.light"), True)
+            over = {
+                "port": ows.port,
+                "interval": 0.2,
+                "conversion": 0.1,
+                "attributes": {"3A": ["PIO.A"]},
+                "outputs": [{"device": pio, "attribute": "PIO.A", "path": "home.light"}],
+            }
+            async with open_memory_client(s) as gwc, trio.open_nursery() as n:
+                await n.start(gw.serve, gwc, cfg(**over))
+                assert (await c.get(ROOT + ("livingroom", "temperature"))).value == 4.1
+                assert (await c.get(key(T10))).value == 1.6
+                assert not (await c.list(ROOT + (T28,)))  # the id is not used
+                assert (await c.get(ROOT + (pio, "PIO.A"))).value == 0.0
+                await wait_value(c, ROOT + (pio, "mismatch"), ["PIO.A"], timeout=10)
+                await c.set(P("home.light"), False)
+                await wait_value(c, ROOT + (pio, "mismatch"), "<none>", timeout=10)
+                n.cancel_scope.cancel()
+        await bus.aclose()
