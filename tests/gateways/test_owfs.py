@@ -395,8 +395,7 @@ async def test_disappearing_device_is_marked_once_then_stale(autojump_clock):
         async with running_gateway(s, bus), c.watch(()) as watch:
             it = watch.__aiter__()
             bus.remove(T10)
-            for _ in range(2):
-                await one_more_poll(bus)
+            await one_more_poll(bus)  # two polls: not yet stale (after 3 intervals)
             assert await events_until_marker(it, c) == [(key(T10, "present"), False)]
             assert (await c.get(key(T10))).value == 22.0  # the last value stays
             for _ in range(3):  # more than stale_after (3) intervals without a reading
@@ -462,8 +461,7 @@ async def test_owserver_down_is_retried(autojump_clock, caplog):
             async with c.watch(()) as watch:
                 it = watch.__aiter__()
                 bus.down = True
-                for _ in range(2):
-                    await one_more_poll(bus)
+                await one_more_poll(bus)  # two polls: not yet stale (after 3 intervals)
                 assert await events_until_marker(it, c) == []
                 for _ in range(2):
                     await one_more_poll(bus)

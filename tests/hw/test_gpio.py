@@ -83,7 +83,7 @@ def test_no_pulse_shorter_than_debounce_is_reported(debounce, steps):
             if got is not None:
                 reports.append((when, got))
                 assert got == raw and when - since >= debounce
-        held = nxt - since > debounce
+        held = since + debounce < nxt
         if held and raw != (reports[-1][1] if reports else False):
             assert pending is not None and pending < nxt  # it was due before the change
         t = nxt
