@@ -23,6 +23,7 @@ MODULES = [
     "bench.auth",
     "bench.cluster",
     "bench.cli",
+    "bench.hw",
 ]
 
 
