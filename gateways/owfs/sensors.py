@@ -262,9 +262,11 @@ class SensorTracker:
         for device in sorted(listed):
             server, alias = listed[device]
             self._listed(ch, device, server, alias, now)
-        read = {dev for dev, _ in readings} | set(errors)
-        for device in sorted(read & set(listed)):
-            self._read(ch, device, readings, errors.get(device), now)
+        by_device: dict[str, list[tuple[str, str]]] = {d: [] for d in errors}
+        for (dev, attr), raw in readings.items():
+            by_device.setdefault(dev, []).append((attr, raw))
+        for device in sorted(by_device.keys() & listed.keys()):
+            self._read(ch, device, sorted(by_device[device]), errors.get(device), now)
         self._unlisted(ch, listings, listed, now)
         self._staleness(ch, now)
         return ch
@@ -312,9 +314,7 @@ class SensorTracker:
         d = self.devices[device]
         d.read_at = now
         name = d.name
-        for (dev, attr), raw in sorted(readings.items()):
-            if dev != device:
-                continue
+        for attr, raw in readings:
             value = typed_value(raw)
             rule = self.rules.get(attr, Rule())
             if not rule.plausible(value):
