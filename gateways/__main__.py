@@ -21,7 +21,7 @@ from distkv.cli.main import error_line
 from distkv.client import open_client
 from distkv.dynconfig import watch_config
 
-GATEWAYS = {"mqtt": "gateways.mqtt", "owfs": "gateways.owfs"}
+GATEWAYS = {"gpio": "hw.gpiogw", "mqtt": "gateways.mqtt", "owfs": "gateways.owfs"}
 
 
 def parser() -> argparse.ArgumentParser:

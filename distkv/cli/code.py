@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -13,7 +14,7 @@ from ..client.runner import Runner, job_roots
 from ..config import parse_override, set_dotted
 from ..core.path import P, Path
 from ..core.runner import CODE_ROOT, ERROR_ROOT, STATE_ROOT
-from ..exceptions import NoDataError
+from ..exceptions import ConfigError, NoDataError
 from .main import ArgParser
 from .output import nest, yprint
 from .types import add_get_list_delete, read_file, read_scripts
@@ -113,11 +114,19 @@ def run_parser() -> ArgParser:
     d.add_argument("path")
     r = sub.add_parser("all", help="be a runner for this set: run its jobs until interrupted")
     r.add_argument("-N", "--name", help="this runner's name (default: the host name)")
+    r.add_argument(
+        "--hw",
+        action="store_true",
+        help="own this host's hardware (gateways.gpio, gateways.owfs): jobs get it as hw;"
+        " only with -n or -g",
+    )
     return p
 
 
 def run_run(cfg: dict, args: list[str]) -> int:
     a = run_parser().parse_args(args)
+    if a.op == "all" and a.hw and a.node is None and a.group is None:
+        raise ConfigError("run all --hw needs -n NODE or -g GROUP: hardware is on one host")
     if a.op == "set" and a.time is not None and a.time < 1e9:
         a.time += time.time()
     return trio.run(_run, cfg, a)
@@ -128,15 +137,16 @@ async def _run(cfg: dict, a) -> int:
     async with open_client(cfg) as client:
         if a.op == "all":
             sys.stdout.reconfigure(line_buffering=True)  # job output shows as it happens
-            runner = Runner(client, node=a.node, group=a.group, name=a.name)
-            # SIGTERM (systemd) and Ctrl-C stop it cleanly: running jobs are cancelled
-            # and its heartbeat is removed, so the other runners take over at once
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(runner.serve)
-                    async for _ in signals:
-                        nursery.cancel_scope.cancel()
-                        break
+            async with _hardware(cfg, a) as hw:
+                runner = Runner(client, node=a.node, group=a.group, name=a.name, hw=hw)
+                # SIGTERM (systemd) and Ctrl-C stop it cleanly: running jobs are cancelled
+                # and its heartbeat is removed, so the other runners take over at once
+                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(runner.serve)
+                        async for _ in signals:
+                            nursery.cancel_scope.cancel()
+                            break
         elif a.op == "list":
             async for r in client.get_tree(jobs):
                 print(r.path)
@@ -172,6 +182,18 @@ async def _run(cfg: dict, a) -> int:
                 raise NoDataError(f"no job {a.path}")
             await client.delete(states + P(a.path))
     return 0
+
+
+@contextlib.asynccontextmanager
+async def _hardware(cfg: dict, a):
+    """This host's hardware for ``run all --hw`` (hw.host), else None."""
+    if not a.hw:
+        yield None
+        return
+    from hw.host import open_hardware
+
+    async with open_hardware(cfg) as hw:
+        yield hw
 
 
 # --- error ---
