@@ -579,6 +579,11 @@ class Replica:
     # --- periodic work ---------------------------------------------------------------------
 
     @property
+    def tombstone_count(self) -> int:
+        """Deletions still remembered (until every live peer has seen them)."""
+        return len(self._tombstones)
+
+    @property
     def ready(self) -> bool:
         """False while our data may be stale (needs a sync) or a sync is running."""
         return not (self.needs_sync or self.syncing)

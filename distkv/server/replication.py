@@ -51,7 +51,6 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..core import tree as trees
 from ..core.path import Path
 from ..core.replica import DROPPED, PRESENCE, UPDATE
 from ..core.types import NotGiven
@@ -114,9 +113,8 @@ class Replicator:
     wall clock; tests pass the trio clock). ``connect(peer, addr)``: an async context
     manager yielding a :class:`~distkv.client.Client` connected to a peer (default: TCP
     to the advertised address with this node's ``connect`` config, including
-    ``connect.auth``). ``replica``: attribute overrides for the Replica's timing knobs
-    (``heartbeat_ms``, ``repair_delay_ms``, ``purge_interval_ms``, ...), merged over
-    ``server.replication`` from the config.
+    ``connect.auth``). The replica's timing knobs are the server's business: it builds
+    the replica from ``server.replication`` (typed in the config schema).
     """
 
     def __init__(
@@ -126,7 +124,6 @@ class Replicator:
         *,
         clock: Callable[[], int] | None = None,
         connect: Callable[[str, tuple], AbstractAsyncContextManager[Client]] | None = None,
-        replica: dict | None = None,
         interval: float = 0.1,
     ):
         self.server = server
@@ -141,12 +138,6 @@ class Replicator:
         self.ready_timeout = float(scfg.get("ready_timeout", 5))
         self.sync_timeout = float(scfg.get("sync_timeout", 120))
         self.conflict_slots = max(1, int(scfg.get("conflict_records", 100)))
-        knobs = dict(scfg.get("replication") or {})
-        knobs.update(replica or {})
-        for k, v in knobs.items():
-            if not hasattr(self.replica, k) or k.startswith("_"):
-                raise ValueError(f"unknown replication setting {k!r}")
-            setattr(self.replica, k, v)
 
         self.bus = None
         #: "local" (no bus), "waiting for peer", "syncing from X", "ready"
@@ -167,6 +158,7 @@ class Replicator:
         self._ready_evt = trio.Event()
         self._caught_up = trio.Event()  # replaced by an unset one while catching up
         self._caught_up.set()
+        self._progress = trio.Event()  # set by _after while catching up
         self.catchup_incomplete = False
         #: peers heard from live (not through a retained record) since we started
         self.fresh_peers: set[str] = set()
@@ -214,9 +206,9 @@ class Replicator:
                 while not r.live_peers(self.clock()) or any(
                     p.name not in self.fresh_peers for p in r.live_peers(self.clock())
                 ):
-                    await trio.sleep(0.02)
+                    await self._progress_made()
             while r.gaps() or r.needs_sync:
-                await trio.sleep(0.02)
+                await self._progress_made()
         if scope.cancelled_caught:
             logger.warning(
                 "node %s: could not catch up with peers within %.1f s; serving what it has",
@@ -226,6 +218,12 @@ class Replicator:
             self.catchup_incomplete = True
         self._caught_up.set()
         self._check_ready()
+
+    async def _progress_made(self) -> None:
+        """Wait until the replica has handled more bus traffic (see :meth:`_after`);
+        at most a heartbeat, since peers' liveness also changes with time alone."""
+        with trio.move_on_after(self.replica.heartbeat_ms / 1000):
+            await self._progress.wait()
 
     def _check_ready(self) -> None:
         """Open or close the request gate after the replica's readiness changed."""
@@ -436,33 +434,13 @@ class Replicator:
         return presence
 
     def apply(self, changes: list) -> None:
-        """Route replica changes to watchers, persistence and logs."""
-        srv = self.server
-        for path, e, code in changes:
-            if code == trees.MERGE_SAME:
-                continue
-            if code == DROPPED:
-                self._purged(path, e, notify=True)
-            elif code == trees.MERGE_KEPT:
-                # our value stays, only the chain grew: persist it, nothing to show
-                if srv.storage is not None:
-                    srv.storage.append_entry(path, e)
-                if srv.logfile is not None:
-                    srv.logfile.append_entry(path, e)
-            else:
-                srv.changed(path, e, code >= trees.MERGE_CONFLICT_TAKEN)
+        """Hand replica changes to the server (watchers, persistence, logs)."""
+        self.stats["purged"] += sum(1 for c in changes if c[2] == DROPPED)
+        self.server.replicated(changes)
 
     def _purged(self, path: tuple, e, notify: bool) -> None:
-        srv = self.server
         self.stats["purged"] += 1
-        if notify:
-            if path and path[0] is None:
-                srv._system_changed(path, e)
-            srv.watches.notify(path, e)
-        if srv.storage is not None:
-            srv.storage.append_purge(path)
-        if srv.logfile is not None:
-            srv.logfile.append_purge(path)
+        self.server.purged(path, e, notify=notify)
 
     def _after(self) -> None:
         """End of a batch of replica work: conflicts, readiness, flush everything."""
@@ -474,6 +452,9 @@ class Replicator:
             self._flush_pending_conflicts()
         self._check_ready()
         self.server.after_batch()
+        if not self._caught_up.is_set():
+            self._progress.set()
+            self._progress = trio.Event()
 
     def _flush_pending_conflicts(self) -> None:
         """Write conflict records (only when ready: a node that has not learned its
@@ -622,7 +603,6 @@ class Replicator:
         """Run until cancelled. Starts at once; never waits for the broker."""
         srv = self.server
         r = self.replica
-        srv.replicator = self
         if self.target is None:
             self.status = "local"
             async with trio.open_nursery() as nursery:
@@ -706,7 +686,7 @@ class Replicator:
             "horizon": dict(r.horizon),
             "peers": peers,
             "conflicts": r.conflicts,
-            "tombstones": len(r._tombstones),
+            "tombstones": r.tombstone_count,
             "stats": dict(self.stats),
             "bus": None,
         }

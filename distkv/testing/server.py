@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,6 +26,23 @@ def make_config(**over: Any) -> dict:
     return _config.merge(cfg, over) if over else cfg
 
 
+_CLIENT_NURSERIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def serve_clients_in(server: Server, nursery: trio.Nursery) -> None:
+    """Where :func:`attach_stream` runs ``server``'s in-memory client sessions."""
+    _CLIENT_NURSERIES[server] = nursery
+
+
+def attach_stream(server: Server, *, lockstep: bool = False) -> trio.abc.Stream:
+    """A new in-memory connection to ``server``: returns the client's end. With
+    ``lockstep`` the server's sends block until the client reads (a full TCP window)."""
+    pair = trio.testing.lockstep_stream_pair if lockstep else trio.testing.memory_stream_pair
+    a, b = pair()
+    _CLIENT_NURSERIES[server].start_soon(server.handle_client, b)
+    return a
+
+
 @asynccontextmanager
 async def open_test_server(
     name: str = "test", *, init: Any = NotGiven, tcp: bool = False, cfg: dict | None = None
@@ -33,7 +51,7 @@ async def open_test_server(
     server = Server(name, cfg or make_config(), init=init)
     with unwrap_group():
         async with trio.open_nursery() as nursery:
-            server._test_nursery = nursery
+            serve_clients_in(server, nursery)
             if tcp:
                 await nursery.start(server.serve)
             elif init is not NotGiven:
@@ -45,9 +63,7 @@ async def open_test_server(
 @asynccontextmanager
 async def open_memory_client(server: Server, **cfg: Any) -> AsyncIterator[Client]:
     """A client connected to ``server`` through an in-memory stream pair."""
-    a, b = trio.testing.memory_stream_pair()
-    server._test_nursery.start_soon(server._handle_client, b)
-    async with open_client(make_config(**cfg), _stream=a) as client:
+    async with open_client(make_config(**cfg), _stream=attach_stream(server)) as client:
         yield client
 
 
@@ -91,7 +107,6 @@ class RawSession:
 
 @asynccontextmanager
 async def open_raw_session(server: Server) -> AsyncIterator[RawSession]:
-    a, b = trio.testing.memory_stream_pair()
-    server._test_nursery.start_soon(server._handle_client, b)
+    a = attach_stream(server)
     yield RawSession(a)
     await a.aclose()
