@@ -137,6 +137,17 @@ SCHEMA = Section(
                 "busy_poll": Key(
                     Nullable(Float(0)), None, "µs to poll for a request (null: 50, 0 on one CPU)"
                 ),
+                "network_key": Key(
+                    Nullable(Str()),
+                    None,
+                    "shared secret (16-64 bytes) that authenticates every replication"
+                    " message; the same on every node (null: trust the broker)",
+                ),
+                "max_clock_ahead_ms": Key(
+                    Int(1000),
+                    60_000,
+                    "bus messages stamped further ahead of our clock are refused",
+                ),
                 "ready_timeout": Key(Float(0), 5, "seconds a request waits for readiness"),
                 "sync_timeout": Key(Float(1), 120, "seconds a join may take"),
                 "catchup_timeout": Key(Float(0), 3, "seconds a restarted node waits to catch up"),

@@ -51,10 +51,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..core.admission import BusSeal, refusal
 from ..core.path import Path
 from ..core.replica import DROPPED, PRESENCE, UPDATE
 from ..core.types import NotGiven
-from ..exceptions import AuthError, DistKVError, NotReadyError, PermissionDenied
+from ..exceptions import AuthError, ConfigError, DistKVError, NotReadyError, PermissionDenied
 from ..wire import codec
 
 if TYPE_CHECKING:
@@ -153,7 +154,16 @@ class Replicator:
             "syncs": 0,
             "sync_failures": 0,
             "purged": 0,
+            "unauthenticated": 0,
+            "refused": 0,
         }
+        # what this node accepts from the bus (distkv/core/admission.py)
+        try:
+            self.seal = BusSeal(scfg.get("network_key"))
+        except ValueError as exc:
+            raise ConfigError(f"server.network_key: {exc}") from None
+        self.max_ahead_ms = int(scfg.get("max_clock_ahead_ms", 60_000))
+        self._refusals_logged: set[tuple] = set()
         self.last_sync: dict | None = None
         self._ready_evt = trio.Event()
         self._caught_up = trio.Event()  # replaced by an unset one while catching up
@@ -320,7 +330,7 @@ class Replicator:
                     self.stats["overflow"] += count
                     continue
                 try:
-                    bus.publish_nowait(topic, payload)
+                    bus.publish_nowait(topic, self.seal.seal(payload))
                 except DistKVError:  # BusOverflowError, BusClosedError: repair catches up
                     self.stats["overflow"] += count
                 else:
@@ -396,8 +406,13 @@ class Replicator:
                 self.stats["lost"] += bm.lost
             if bm.topic == own or not bm.payload:
                 continue
+            payload = self.seal.open(bm.payload)
+            if payload is None:
+                self.stats["unauthenticated"] += 1
+                self._refused(bm.topic, "no valid MAC (another network key, or a forger)")
+                continue
             try:
-                data = codec.unpackb(bm.payload)
+                data = codec.unpackb(payload)
                 batch = data if isinstance(data, list) else [data]
                 for m in batch:
                     m["type"]  # noqa: B018 - every message must have one
@@ -406,11 +421,27 @@ class Replicator:
                 if self.stats["bad_messages"] == 1:
                     logger.warning("undecodable bus message on %s: %r", bm.topic, exc)
                 continue
+            sender = bm.topic.partition("/")[2] if bm.topic.startswith("update/") else None
             for m in batch:
+                why = refusal(m, now, self.max_ahead_ms)
+                if why is None and sender is not None and m.get("node") != sender:
+                    why = f"node {m.get('node')!r} on {sender}'s topic"
+                if why is not None:
+                    self.stats["refused"] += 1
+                    self._refused(bm.topic, why)
+                    continue
                 presence |= self._receive(m, bm, now)
         if presence:
             self._wake_sync.set()
         self._after()
+
+    def _refused(self, topic: str, why: str) -> None:
+        """Log a refused bus message once per topic and kind of reason (a forger or
+        a node with a wrong clock must not flood the log); counts are in stats."""
+        key = (topic, why.split(" ", 1)[0])
+        if key not in self._refusals_logged and len(self._refusals_logged) < 1000:
+            self._refusals_logged.add(key)
+            logger.warning("node %s: refused a bus message on %s: %s", self.name, topic, why)
 
     def _receive(self, m: dict, bm, now: int) -> bool:
         """One replication message; True if it was presence (the sync loop may act)."""
@@ -498,7 +529,7 @@ class Replicator:
                 continue
             try:
                 with trio.move_on_after(5):
-                    await self.bus.set_presence(codec.packb(m))
+                    await self.bus.set_presence(self.seal.seal(codec.packb(m)))
             except DistKVError as exc:
                 logger.debug("cannot publish presence: %r", exc)
 
@@ -625,7 +656,7 @@ class Replicator:
         if catch_up:
             self._caught_up = trio.Event()
             self.status = "catching up"
-        will = codec.packb({"type": PRESENCE, "node": self.name, "online": False})
+        will = self.seal.seal(codec.packb({"type": PRESENCE, "node": self.name, "online": False}))
         try:
             async with (
                 open_bus(self.target, self.root, self.name, will=will) as bus,
