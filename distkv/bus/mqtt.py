@@ -188,6 +188,7 @@ class MqttBus(Bus):
         # one line after this many "session taken over" within a minute (None: never)
         self.max_takeovers = max_takeovers
         self._takeovers: list[float] = []
+        self._established_at = 0.0
         c.connect_timeout = connect_timeout
         if self.will is not None:
             c.will_set(self.full_topic(self.presence_topic), self.will, qos=1, retain=True)
@@ -238,6 +239,11 @@ class MqttBus(Bus):
                     reason = self._connack_reason or "connection lost"
                 if self._closing:
                     break
+                if established and trio.current_time() - self._established_at < 5:
+                    # dropped by the broker right after connecting: what mosquitto does
+                    # to the older of two clients with one id (paho often does not see
+                    # the v5 "session taken over" DISCONNECT before the socket closes)
+                    self._takeovers.append(trio.current_time())
                 self._check_takeovers()
                 if established:
                     delays = backoff_delays(self.min_backoff, self.max_backoff)
@@ -267,9 +273,9 @@ class MqttBus(Bus):
         self._takeovers = [t for t in self._takeovers if now - t < 60]
         if self.max_takeovers is not None and len(self._takeovers) >= self.max_takeovers:
             raise BusError(
-                f"MQTT client id {self.client_id!r} is used by another client: the broker "
-                f"{self.host}:{self.port} disconnected us {len(self._takeovers)} times within "
-                "a minute (session taken over); give each client its own id"
+                f"MQTT client id {self.client_id!r} is probably used by another client: the "
+                f"broker {self.host}:{self.port} dropped us {len(self._takeovers)} times within "
+                "a minute right after connecting; give each client its own id"
             )
 
     async def _connect_and_run(self) -> bool:
@@ -300,6 +306,7 @@ class MqttBus(Bus):
                     nursery.cancel_scope.cancel()
                     return False
                 established = True
+                self._established_at = trio.current_time()
                 logger.info(
                     "bus %s: connected to MQTT broker %s:%d", self.node, self.host, self.port
                 )
@@ -483,7 +490,6 @@ class MqttBus(Bus):
         if reason is not None and reason.is_failure and not self._connack_reason:
             self._connack_reason = str(reason)
         if reason is not None and reason.value == _TAKEN_OVER:
-            self._takeovers.append(trio.current_time())
             logger.warning(
                 "bus %s: the broker says another client connected with our client id %r",
                 self.node,

@@ -107,5 +107,5 @@ def test_echo_memory_is_bounded():
     b.initial()
     for t in range(10):
         b.begin_write(("x",))
-        b.end_write(("x",), t)
+        b.end_write(("x",), ("n1", t))
     assert len(b._ours_set) == 3 and len(b._ours) == 3
