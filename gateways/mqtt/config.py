@@ -79,13 +79,22 @@ SCHEMA = Section(
         "client_id": Key(Nullable(Str()), None, "MQTT client id (default distkv-gw-HOST-NAME)"),
         "qos": Key(OneOf(0, 1), 1, "QoS of subscriptions and publications"),
         "max_pending": Key(Int(1, 60_000), 10_000, "messages queued while the broker is away"),
-        "gateway_topic": Key(_TOPIC, None, "the gateway's own topics (default distkv/gateway/NAME)"),
+        "gateway_topic": Key(
+            _TOPIC, None, "the gateway's own topics (default distkv/gateway/NAME)"
+        ),
         "tls": Key(
-            Nullable(Section({"ca": Key(Nullable(Str()), None, "CA file to trust"),
-                              "cert": Key(Nullable(Str()), None, "client certificate"),
-                              "key": Key(Nullable(Str()), None, "its key"),
-                              "insecure": Key(Bool(), False, "do not check the name")})),
-            None, "TLS options for mqtts://",
+            Nullable(
+                Section(
+                    {
+                        "ca": Key(Nullable(Str()), None, "CA file to trust"),
+                        "cert": Key(Nullable(Str()), None, "client certificate"),
+                        "key": Key(Nullable(Str()), None, "its key"),
+                        "insecure": Key(Bool(), False, "do not check the name"),
+                    }
+                )
+            ),
+            None,
+            "TLS options for mqtts://",
         ),  # fmt: skip
         "homeassistant": Key(Nullable(Str()), "homeassistant", "HA discovery prefix"),
         "entities": Key(OpenSection(), {}, "NAME: an entity (checked one by one)"),

@@ -204,9 +204,7 @@ class Devices:
                         self.online[s.name] = flag
                         out.append(Write(s.online_path, flag))
                     if s.discovery and self.discovery:
-                        out.append(
-                            Publish(self.ha_topic(s, "availability"), _avail(flag), True)
-                        )
+                        out.append(Publish(self.ha_topic(s, "availability"), _avail(flag), True))
         spec = self._by_ha_cmd.get(topic)
         if spec is not None and not retained:  # a retained command is stale: ignore it
             try:

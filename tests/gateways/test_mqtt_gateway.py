@@ -171,7 +171,13 @@ async def test_a_long_outage_republishes_everything(broker):
     """More changes than the gateway may queue while the broker is away: none is
     lost, the whole state goes out once it is back."""
     async with open_test_server(init="Testing") as s:
-        cfg = {**gw.DEFAULTS, "uri": broker.uri, "client_id": "gw-test", "topic": "home", "max_pending": 5}
+        cfg = {
+            **gw.DEFAULTS,
+            "uri": broker.uri,
+            "client_id": "gw-test",
+            "topic": "home",
+            "max_pending": 5,
+        }
         async with open_memory_client(s) as c, trio.open_nursery() as n:
             await n.start(gw.serve, c, cfg)
             await broker.astop()
