@@ -20,7 +20,9 @@ Topic layout
 ------------
 Every topic is ``<root>/<suffix>``; the API takes and returns only the suffix. The root
 (``server.root``, default ``distkv``) names the network: buses with different roots share
-nothing, not even presence, even on the same broker.
+nothing, not even presence, even on the same broker. ``root=""`` means no prefix at all:
+the MQTT gateway uses that to speak devices' own topics (``stat/plug1/POWER``), with its
+own ``presence_topic`` (its online/offline status, with the will).
 
 ``<root>/presence/<node>``
     Owned by the bus. Retained, QoS 1. The node's presence record (the server puts its
@@ -416,8 +418,11 @@ class Bus(abc.ABC):
         *,
         will: bytes | None = None,
         max_pending: int = DEFAULT_MAX_PENDING,
+        presence_topic: str | None = None,
     ) -> None:
-        validate_topic(root, "root")
+        # root "": raw topics, no prefix (gateways speak devices' own topic layouts)
+        if root != "":
+            validate_topic(root, "root")
         validate_topic(node, "node")
         if "/" in node:
             raise ValueError(f"node name must be one topic level: {node!r}")
@@ -430,7 +435,12 @@ class Bus(abc.ABC):
         self.will = bytes(will) if will is not None else None
         self.max_pending = max_pending
         self.stats = BusStats()
-        self._prefix = root + "/"
+        self._prefix = root + "/" if root else ""
+        self._presence_topic = (
+            validate_topic(presence_topic, "presence_topic")
+            if presence_topic is not None
+            else f"{PRESENCE}/{node}"
+        )
         self._groups: dict[str, _Group] = {}
         # True while the transport's reader is inside a burst: handler subscriptions
         # collect messages and get them at :meth:`_end_burst`.
@@ -463,8 +473,9 @@ class Bus(abc.ABC):
 
     @property
     def presence_topic(self) -> str:
-        """This node's presence topic suffix, ``presence/<node>``."""
-        return f"{PRESENCE}/{self.node}"
+        """This node's presence topic suffix, ``presence/<node>`` unless the bus was
+        opened with another ``presence_topic`` (a gateway's status topic)."""
+        return self._presence_topic
 
     @property
     def pending(self) -> int:

@@ -37,10 +37,11 @@ async def recv(sub) -> Message:
 def test_parse_uri() -> None:
     assert parse_mqtt_uri("mqtt://broker") == ("broker", 1883, None, None)
     assert parse_mqtt_uri("mqtt://u:p%40ss@127.0.0.1:1884") == ("127.0.0.1", 1884, "u", "p@ss")
+    assert parse_mqtt_uri("mqtts://broker") == ("broker", 8883, None, None)  # TLS
 
 
 @pytest.mark.parametrize(
-    "bad", ["http://x", "mqtt://", "mqtt://h:notaport", "mqtt://h/path", "mqtts://h"]
+    "bad", ["http://x", "mqtt://", "mqtt://h:notaport", "mqtt://h/path", "mqtts://h/x"]
 )
 def test_parse_uri_rejects(bad: str) -> None:
     with pytest.raises(ConfigError):
