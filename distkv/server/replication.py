@@ -42,6 +42,7 @@ reconnects by itself, and a node with data keeps serving reads and writes.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -164,6 +165,9 @@ class Replicator:
             raise ConfigError(f"server.network_key: {exc}") from None
         self.max_ahead_ms = int(scfg.get("max_clock_ahead_ms", 60_000))
         self._refusals_logged: set[tuple] = set()
+        #: tells this process's presence from another process using our node name
+        self.instance = os.urandom(6).hex()
+        self.name_clash: str | None = None
         self.last_sync: dict | None = None
         self._ready_evt = trio.Event()
         self._caught_up = trio.Event()  # replaced by an unset one while catching up
@@ -369,6 +373,7 @@ class Replicator:
     def _set_presence(self, m: dict) -> None:
         m["addr"] = self.advertised()
         m["version"] = 1
+        m["instance"] = self.instance
         self._presence = m
         self._presence_evt.set()
 
@@ -435,6 +440,20 @@ class Replicator:
             self._wake_sync.set()
         self._after()
 
+    def _name_clash(self, m: dict) -> None:
+        """A live presence with our name from another process: two nodes were given
+        the same name. Say so once, in one line, with where the other one is."""
+        addr = m.get("addr")
+        where = f"{addr[0]}:{addr[1]}" if isinstance(addr, list) and len(addr) == 2 else "?"
+        if self.name_clash is None:
+            logger.error(
+                "another node named %r is on this network (client port %s): node names "
+                "must be unique; give one of them another name",
+                self.name,
+                where,
+            )
+        self.name_clash = where
+
     def _refused(self, topic: str, why: str) -> None:
         """Log a refused bus message once per topic and kind of reason (a forger or
         a node with a wrong clock must not flood the log); counts are in stats."""
@@ -448,6 +467,11 @@ class Replicator:
         typ = m["type"]
         self.stats["received"] += 1
         presence = typ == PRESENCE
+        if presence and m.get("node") == self.name:
+            other = m.get("instance")
+            if other is not None and other != self.instance and not bm.retained:
+                self._name_clash(m)
+            return False
         if presence:
             node = m.get("node")
             if m.get("online", True) and m.get("addr"):
@@ -709,6 +733,7 @@ class Replicator:
         bus = self.bus
         out: dict[str, Any] = {
             "status": self.status,
+            "name_clash": self.name_clash,
             "catchup_incomplete": self.catchup_incomplete,
             "ready": r.ready,
             "needs_sync": r.needs_sync,
