@@ -123,7 +123,7 @@ SCHEMA = Section(
                 "state_dir": Key(Nullable(Str()), None, "directory for persistence"),
                 "log_dirs": Key(
                     ListOf(Str()),
-                    ["/var/local/lib", "/var/lib/distkv"],
+                    ["/var/lib/distkv", "/var/local/lib"],
                     "`client log dest/save` may write only below these (and state_dir)",
                 ),
                 "fsync": Key(OneOf("always", "interval", "never"), "interval", "fsync policy"),

@@ -10,18 +10,23 @@ import pytest
 from distkv.testing.mosquitto import Mosquitto, find_mosquitto
 from distkv.testing.process import ServerProcess, read_line
 
-UNITS = sorted((Path(__file__).parents[2] / "systemd").glob("*.service"))
+SYSTEMD = Path(__file__).parents[2] / "systemd"
+UNITS = sorted([*SYSTEMD.glob("*.service"), *SYSTEMD.glob("*.timer")])
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 @pytest.mark.parametrize("src", UNITS, ids=[u.name for u in UNITS])
 def test_unit_file_verifies(tmp_path, src):
     # verify resolves ExecStart; point it at an existing binary in a copy of the unit
-    # (a template unit is verified as one of its instances)
-    unit = tmp_path / src.name.replace("@.", "@kitchen.")
-    text = src.read_text().replace("/opt/distkv/bin/distkv-gateway", shutil.which("true"))
-    unit.write_text(text.replace("/opt/distkv/bin/distkv", shutil.which("true")))
-    res = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    # (a template unit is verified as one of its instances; a timer with its service)
+    units = [src] + ([src.with_suffix(".service")] if src.suffix == ".timer" else [])
+    paths = []
+    for u in units:
+        unit = tmp_path / u.name.replace("@.", "@kitchen.")
+        text = u.read_text().replace("/opt/distkv/bin/distkv-gateway", shutil.which("true"))
+        unit.write_text(text.replace("/opt/distkv/bin/distkv", shutil.which("true")))
+        paths.append(str(unit))
+    res = subprocess.run(["systemd-analyze", "verify", *paths], capture_output=True, text=True)
     out = "\n".join(
         line
         for line in (res.stdout + res.stderr).splitlines()
