@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
+import trio.testing
 
 from .. import __version__
 from ..auth import LoginLimiter, get_method, start_login
@@ -105,6 +106,7 @@ class Server:
         self._bus = bus
         self._connect_peer = connect
         self.ports: list[tuple[str, int]] = []
+        self._local_nursery: trio.Nursery | None = None
         self.started = trio.Event()
         # Wall-clock milliseconds that stamp writes (the hybrid logical clock).
         self.clock_ms: Callable[[], int] = clock or now_ms
@@ -387,6 +389,15 @@ class Server:
         finally:
             self.sessions.discard(session)
 
+    def open_local_stream(self) -> trio.abc.Stream:
+        """A client connection inside this process (no TCP): for services the node
+        runs itself (``server.services``: runners, gateways). Returns the client end."""
+        if self._local_nursery is None:
+            raise ServerError("the node is not serving yet")
+        a, b = trio.testing.memory_stream_pair()
+        self._local_nursery.start_soon(self.handle_client, b)
+        return a
+
     def close_clients(self) -> int:
         """Drop every client connection (their clients reconnect); how many."""
         sessions = list(self.sessions)
@@ -436,6 +447,7 @@ class Server:
                 listeners = [trio.SSLListener(lst, ctx) for lst in listeners]
             # before serving clients: a joining node must gate requests until it is ready
             await nursery.start(self._replicate)
+            self._local_nursery = nursery
             nursery.start_soon(self._serve_clients, listeners)
             logger.info("node %s serving on %s", self.name, self.ports)
             self.started.set()
