@@ -57,3 +57,16 @@ async def test_a_failing_service_does_not_take_the_node_down(tmp_path):
         assert ok(srv.run("distkv client data :")) == '"x"\n'
     finally:
         srv.stop()
+
+
+def test_the_node_does_not_load_trio_testing():
+    """trio.testing costs ~10 MB of RSS (a third of a node): only tests may load it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, distkv.cli.server, distkv.server.server, distkv.client;"
+        "print(sorted(m for m in sys.modules if m.startswith('trio.testing')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
