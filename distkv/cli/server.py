@@ -30,6 +30,11 @@ def server_parser() -> ArgParser:
         "-e", "--eval", action="store_true", help="evaluate the -i value as a Python literal"
     )
     p.add_argument(
+        "--force",
+        action="store_true",
+        help="-i even if the network already has nodes (overwrites its root value)",
+    )
+    p.add_argument(
         "-l",
         "--load",
         metavar="FILE",
@@ -59,17 +64,17 @@ def run_server(cfg: dict, args: list[str]) -> int:
         init = ast.literal_eval(a.init) if a.eval else a.init
     try:
         with unwrap_group():
-            trio.run(_main, cfg, a.name, init, a.load)
+            trio.run(_main, cfg, a.name, init, a.load, a.force)
     except OSError as exc:
         print(f"ServerError: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def _main(cfg: dict, name: str, init, load: list[str]) -> None:
+async def _main(cfg: dict, name: str, init, load: list[str], force: bool = False) -> None:
     from ..server import Server
 
-    server = Server(name, cfg, init=init)
+    server = Server(name, cfg, init=init, force_init=force)
     for f in load:
         server.load_file(f)
     async with trio.open_nursery() as nursery:

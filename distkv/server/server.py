@@ -75,13 +75,15 @@ class Server:
         clock: Callable[[], int] | None = None,
         connect: Callable[[str, tuple], Any] | None = None,
         replica: dict | None = None,
+        force_init: bool = False,
     ):
         """``bus``: what to replicate over instead of ``server.mqtt`` (a
         :class:`~distkv.bus.memory.MemoryNetwork` in tests). ``clock``: wall-clock
         milliseconds that stamp writes (tests pass trio's, so that virtual time drives
         whole clusters). ``connect``: how a joining node reaches a peer's client port
         (default TCP). ``replica``: timing overrides for the replica, over
-        ``server.replication``. Everything a node depends on comes in here."""
+        ``server.replication``. ``force_init``: ``init`` even on a network that exists
+        (its root value is overwritten). Everything a node depends on comes in here."""
         self.name = name
         self.cfg = cfg
         # timing knobs: the config's (checked against the schema), then the caller's
@@ -91,6 +93,7 @@ class Server:
         self.commands = dict(COMMANDS)
         self.sessions: set[Session] = set()
         self.init = init
+        self.force_init = force_init
         self.auth_required = False
         self.auth_method: str | None = None
         self.acls = AclTable()
@@ -433,7 +436,13 @@ class Server:
                 self._rebuild_indexes()
                 await nursery.start(sd.serve, self.replica)
                 self.storage = sd
-            if self.init is not NotGiven and self.replica.tree.root.value is NotGiven:
+            if (
+                self.init is not NotGiven
+                and self.replica.tree.root.value is NotGiven
+                and self.bus_config() is None
+            ):
+                # a lone node; with a bus the replicator first checks that the network
+                # does not exist yet (see Replicator._init_new_network)
                 self.write(Path(), self.init)
                 self.after_batch()
             bind = scfg["bind_default"]
@@ -449,7 +458,15 @@ class Server:
             if ctx is not None:
                 listeners = [trio.SSLListener(lst, ctx) for lst in listeners]
             # before serving clients: a joining node must gate requests until it is ready
-            await nursery.start(self._replicate)
+            try:
+                await nursery.start(self._replicate)
+            except BaseException:
+                # the replicator refused to start (e.g. -i on an existing network):
+                # nobody will serve these listeners
+                with trio.CancelScope(shield=True):
+                    for lst in listeners:
+                        await lst.aclose()
+                raise
             self._local_nursery = nursery
             nursery.start_soon(self._serve_clients, listeners)
             logger.info("node %s serving on %s", self.name, self.ports)
