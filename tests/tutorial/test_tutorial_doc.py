@@ -3,7 +3,8 @@
 Every ``sh`` and ``python`` block runs as printed (see :mod:`distkv.testing.mdrun` for
 the convention) and its output is compared with what the document shows, so the
 documents cannot drift from the code. The commands reach a private server through
-``DISTKV_CONFIG`` (loopback, a free port, no MQTT); ``/var/lib/distkv`` is a temp dir.
+``DISTKV_CONFIG`` (loopback, a free port, no MQTT); ``/var/lib/distkv`` is a temp dir,
+the owserver of the hardware section gets a free port.
 """
 
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from distkv.testing.mdrun import Runner, commands, match, parse
-from distkv.testing.process import ServerProcess
+from distkv.testing.process import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +25,10 @@ def _runner(tmp_path: Path) -> Runner:
     # ServerProcess only for its config: port, no MQTT, log_dirs; the document starts
     # and stops the servers itself
     srv = ServerProcess(tmp_path, "cfg", cfg={"server": {"log_dirs": [str(state)]}})
-    return Runner(srv.env, tmp_path, subst={"/var/lib/distkv": str(state)})
+    # the document's owserver port 4305 -> a free one (a system owserver may have 4304)
+    subst = {"/var/lib/distkv": str(state), "127.0.0.1:4305": f"127.0.0.1:{free_port()}"}
+    subst["owfs.port=4305"] = "owfs.port=" + subst["127.0.0.1:4305"].split(":")[1]
+    return Runner(srv.env, tmp_path, subst=subst)
 
 
 def test_tutorial(tmp_path):
