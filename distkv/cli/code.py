@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 import sys
 import time
 
@@ -113,7 +114,11 @@ def run_parser() -> ArgParser:
     d = sub.add_parser("delete", help="delete a job (a running one is stopped)")
     d.add_argument("path")
     r = sub.add_parser("all", help="be a runner for this set: run its jobs until interrupted")
-    r.add_argument("-N", "--name", help="this runner's name (default: the host name)")
+    r.add_argument(
+        "-N", "--name",
+        help="this runner's name (default: the host name; HOST-GROUP with -g, so runners of"
+        " two groups on one host do not clash)",
+    )  # fmt: skip
     r.add_argument(
         "--hw",
         action="store_true",
@@ -138,7 +143,10 @@ async def _run(cfg: dict, a) -> int:
         if a.op == "all":
             sys.stdout.reconfigure(line_buffering=True)  # job output shows as it happens
             async with _hardware(cfg, a) as hw:
-                runner = Runner(client, node=a.node, group=a.group, name=a.name, hw=hw)
+                name = a.name
+                if name is None and a.group is not None:
+                    name = f"{socket.gethostname()}-{a.group}"
+                runner = Runner(client, node=a.node, group=a.group, name=name, hw=hw)
                 # SIGTERM (systemd) and Ctrl-C stop it cleanly: running jobs are cancelled
                 # and its heartbeat is removed, so the other runners take over at once
                 with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -151,6 +159,9 @@ async def _run(cfg: dict, a) -> int:
             async for r in client.get_tree(jobs):
                 print(r.path)
         elif a.op == "set":
+            # a job whose code is missing would fail only when it runs, on some runner
+            if "value" not in await client.get(Path(*CODE_ROOT, *P(a.code))):
+                raise NoDataError(f"no code at {a.code} (store it with: code set {a.code})")
             job = {
                 "code": list(P(a.code)),
                 "target": a.time,
