@@ -51,6 +51,22 @@ DEFAULTS: dict[str, Any] = {
         # streams with an overflow error (see docs/protocol.md, flow control).
         "window": 4 * 1024 * 1024,
         "max_message": 4 * 1024 * 1024,
+        # What one client may cost this node (docs/operations.md, "Limits"). A request
+        # past one gets a one-line error naming the key; a refused connection is logged.
+        "limits": {
+            "path_depth": 128,  # elements in a path
+            "path_bytes": 8192,  # encoded size of one path
+            "value_depth": 64,  # nesting of lists/maps in a value
+            # elements one list or map of a message may announce: msgpack allocates
+            # them up front, so a message held open with nested headers costs
+            # nesting x array_len x 8 bytes until it completes
+            "array_len": 4096,
+            # the largest message before the login reply (when auth is on)
+            "login_message": 16384,
+            "watches": 1000,  # live watches per connection
+            "clients": 1000,  # connections per node (each costs 2 fds)
+            "clients_per_addr": 64,  # connections per client address
+        },
         # Microseconds a connection polls for the next request before sleeping, while
         # its client sends back to back (distkv/busypoll.py); null: 50, or 0 on one CPU.
         "busy_poll": None,

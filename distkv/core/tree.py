@@ -178,25 +178,54 @@ class Tree:
         return e
 
     def walk(
-        self, path: tuple = (), min_depth: int = 0, max_depth: int = -1, *, sort: bool = True
+        self,
+        path: tuple = (),
+        min_depth: int = 0,
+        max_depth: int = -1,
+        *,
+        sort: bool = True,
+        only: str | None = None,
     ) -> Iterator[tuple[tuple, Entry]]:
         """Yield ``(relative_path, entry)`` depth-first below ``path`` (inclusive).
 
         Children are visited in a stable, type-aware order when ``sort`` is true.
+        ``only``: ``"values"`` yields only entries with a value, ``"history"`` only
+        those with a chain (values and tombstones).
+
+        Linear in the size of the subtree: the current path is one list that grows and
+        shrinks as the walk goes down and up, and a path tuple is built only for an
+        entry that is yielded (a deep chain of intermediate entries used to cost one
+        tuple per level per level: 40,000 levels froze a node for seconds). Children
+        are listed when their parent is visited, so the tree may change while a
+        consumer pauses between items.
         """
         start = self.lookup(path)
         if start is None:
             return
-        stack: list[tuple[tuple, Entry, int]] = [((), start, 0)]
+        values = only == "values"
+        history = only == "history"
+        keys: list = []
+        stack: list[tuple[Any, Entry, int]] = [(None, start, 0)]
+        pop = stack.pop
+        push = stack.append
         while stack:
-            rel, e, depth = stack.pop()
-            if depth >= min_depth:
-                yield rel, e
+            k, e, depth = pop()
+            if depth:
+                del keys[depth - 1 :]
+                keys.append(k)
+            if depth >= min_depth and not (
+                (values and e.value is NotGiven) or (history and e.node is None)
+            ):
+                yield tuple(keys), e
             ch = e.children
             if ch and (max_depth < 0 or depth < max_depth):
-                keys = sorted(ch, key=sort_key, reverse=True) if sort else list(ch)
-                for k in keys:
-                    stack.append(((*rel, k), ch[k], depth + 1))
+                d = depth + 1
+                if sort:
+                    for k in sorted(ch, key=sort_key, reverse=True):
+                        push((k, ch[k], d))
+                else:
+                    for k, c in list(ch.items()):
+                        push((k, c, d))
 
     def prune(self, path: tuple) -> None:
         """Drop empty intermediate entries on ``path`` (no value, no chain, no children)."""

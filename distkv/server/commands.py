@@ -34,13 +34,15 @@ def command(name: str, kind: str = "sync"):
     return deco
 
 
-def get_path(msg: dict, key: str = "path") -> Path:
+def get_path(server: Server, msg: dict, key: str = "path") -> Path:
     p = msg.get(key, ())
-    if type(p) is Path:
-        return p
-    if isinstance(p, list | tuple):
-        return Path.build(p)
-    raise ClientError(f"{key} must be a path, not {type(p).__name__}")
+    if type(p) is not Path:
+        if not isinstance(p, list | tuple):
+            raise ClientError(f"{key} must be a path, not {type(p).__name__}")
+        p = Path.build(p)
+    if len(p) > server.limits.path_depth:
+        server.limits.check_path(p)
+    return p
 
 
 def _int(msg: dict, key: str, default: int) -> int:
@@ -79,7 +81,7 @@ def cmd_ping(server: Server, session: Session, msg: dict) -> dict:
 
 @command("get_value")
 def cmd_get_value(server: Server, session: Session, msg: dict) -> dict:
-    path = get_path(msg)
+    path = get_path(server, msg)
     server.check_acl(session, path, "r")
     e = server.replica.tree.lookup(path)
     res: dict[str, Any] = {}
@@ -97,7 +99,7 @@ def cmd_get_value(server: Server, session: Session, msg: dict) -> dict:
 
 @command("set_value")
 def cmd_set_value(server: Server, session: Session, msg: dict) -> dict:
-    path = get_path(msg)
+    path = get_path(server, msg)
     if "value" not in msg:
         raise ClientError("set_value needs a value (use delete_value to delete)")
     value = msg["value"]
@@ -107,6 +109,7 @@ def cmd_set_value(server: Server, session: Session, msg: dict) -> dict:
         check_chain(e, msg["chain"], path)
     if session.acl is not None:
         server.check_acl(session, path, "w" if e is not None and e.value is not NotGiven else "c")
+    server.limits.check_value(value)
     if session.conv is not None:
         value = session.conv.decode(path, value)
     server.check_value(path, value)
@@ -116,7 +119,7 @@ def cmd_set_value(server: Server, session: Session, msg: dict) -> dict:
 
 @command("delete_value")
 def cmd_delete_value(server: Server, session: Session, msg: dict) -> dict:
-    path = get_path(msg)
+    path = get_path(server, msg)
     e = server.replica.tree.lookup(path)
     if "chain" in msg:
         check_chain(e, msg["chain"], path)
@@ -129,12 +132,8 @@ def cmd_delete_value(server: Server, session: Session, msg: dict) -> dict:
 
 @command("delete_tree")
 def cmd_delete_tree(server: Server, session: Session, msg: dict) -> dict:
-    path = get_path(msg)
-    paths = [
-        path + rel
-        for rel, e in server.replica.tree.walk(path, sort=False)
-        if e.value is not NotGiven
-    ]
+    path = get_path(server, msg)
+    paths = [path + rel for rel, _ in server.replica.tree.walk(path, sort=False, only="values")]
     for p in paths:
         server.check_acl(session, p, "d")
     for p in paths:
@@ -144,7 +143,7 @@ def cmd_delete_tree(server: Server, session: Session, msg: dict) -> dict:
 
 @command("list")
 def cmd_list(server: Server, session: Session, msg: dict) -> dict:
-    path = get_path(msg)
+    path = get_path(server, msg)
     server.check_acl(session, path, "r")
     e = server.replica.tree.lookup(path)
     out = []
@@ -176,9 +175,9 @@ def _entry_msg(seq: int, rel: tuple, e, nchain: int) -> dict:
     return m
 
 
-def _stream_args(msg: dict) -> tuple[Path, int, int, int, int]:
+def _stream_args(server: Server, msg: dict) -> tuple[Path, int, int, int, int]:
     return (
-        get_path(msg),
+        get_path(server, msg),
         msg["seq"],
         _int(msg, "min_depth", 0),
         _int(msg, "max_depth", -1),
@@ -186,56 +185,67 @@ def _stream_args(msg: dict) -> tuple[Path, int, int, int, int]:
     )
 
 
-def _readable_entries(server: Server, session: Session, path: Path, min_depth: int, max_depth: int):
-    """``(relative path, entry)`` for every value below ``path`` the session may read."""
-    acl = session.acl
-    for rel, e in server.replica.tree.walk(path, min_depth, max_depth):
-        if e.value is NotGiven:
+#: Entries a stream walks (sent or skipped) between two checkpoints: a walk over a
+#: large subtree, or one where the reader may see little, must not hold up other clients.
+WALK_SLICE = 500
+
+
+async def _send_entries(server: Server, session: Session, msg: dict) -> None:
+    """Stream every entry with a value below the request's ``path`` that the session
+    may read (``get_tree``, a watch's initial dump).
+
+    Paced by the client's credit (a large tree neither blocks the server nor piles up
+    in memory for a slow reader), and yielding to other tasks every
+    :data:`WALK_SLICE` entries walked, whether sent or skipped. Values are read when
+    they are sent, so a change during the walk is never followed by older data.
+    """
+    path, seq, min_depth, max_depth, nchain = _stream_args(server, msg)
+    conv = session.conv
+    walked = 0
+    for rel, e in server.replica.tree.walk(path, min_depth, max_depth, only="values"):
+        walked += 1
+        if walked % WALK_SLICE == 0:
+            await trio.lowlevel.checkpoint()
+        if e.value is NotGiven:  # deleted while we paused
             continue
+        acl = session.acl  # re-read: rights may change while we pause
         if acl is not None and not acl.allowed(path + rel, "r"):
             continue
-        yield rel, e
+        m = _entry_msg(seq, rel, e, nchain)
+        if conv is not None:
+            encode_item(conv, path + rel, m)
+        await session.stream_send(seq, m)
 
 
 @command("get_tree", kind="stream")
 async def cmd_get_tree(server: Server, session: Session, msg: dict) -> None:
-    """Stream every entry with a value below ``path``.
-
-    Paced by the client's credit, so a large tree neither blocks the server nor piles
-    up in memory for a slow reader.
-    """
-    path, seq, min_depth, max_depth, nchain = _stream_args(msg)
-    conv = session.conv
-    for n, (rel, e) in enumerate(_readable_entries(server, session, path, min_depth, max_depth), 1):
-        msg = _entry_msg(seq, rel, e, nchain)
-        if conv is not None:
-            encode_item(conv, path + rel, msg)
-        await session.stream_send(seq, msg)
-        if n % 500 == 0:
-            await trio.lowlevel.checkpoint()
+    """Stream every entry with a value below ``path`` (see :func:`_send_entries`)."""
+    await _send_entries(server, session, msg)
 
 
 @command("watch", kind="stream")
 async def cmd_watch(server: Server, session: Session, msg: dict) -> None:
     """Send changes below ``path`` until stopped; with ``fetch`` first the current state.
 
-    The initial dump is taken in one synchronous pass right after registering, so no
-    change can slip in between: the client sees the dump, ``uptodate``, then only
-    changes newer than the dump.
+    The watcher is registered before the dump starts, and the dump is paced by credit
+    like ``get_tree``: a change during the dump is sent as it happens, and the dump
+    reads each value when it sends it, so the client may see a value twice but never an
+    older one after a newer one; ``uptodate`` follows the dump.
     """
-    path, seq, min_depth, max_depth, nchain = _stream_args(msg)
+    path, seq, min_depth, max_depth, nchain = _stream_args(server, msg)
     server.check_acl(session, path, "r")
+    limit = server.limits.watches
+    if len(session.watchers) >= limit:
+        raise ClientError(
+            f"this connection has {len(session.watchers)} watches, "
+            f"server.limits.watches is {limit}"
+        )
     w = Watcher(session, seq, path, min_depth, max_depth, nchain)
     session.watchers[seq] = w
     server.watches.add(w)
     if msg.get("fetch"):
-        conv = session.conv
-        for rel, e in _readable_entries(server, session, path, min_depth, max_depth):
-            msg = _entry_msg(seq, rel, e, nchain)
-            if conv is not None:
-                encode_item(conv, path + rel, msg)
-            session.stream_backlog(seq, msg)
-        session.stream_backlog(seq, {"seq": seq, "state": "uptodate"})
+        await _send_entries(server, session, msg)
+        await session.stream_send(seq, {"seq": seq, "state": "uptodate"})
     session.wakeup.set()
     await trio.sleep_forever()
 

@@ -32,6 +32,7 @@ from ..exceptions import (
     StorageError,
 )
 from .commands import COMMANDS
+from .limits import Limits
 from .session import Session
 from .watch import WatchRegistry
 
@@ -70,6 +71,7 @@ class Server:
         self.watches = WatchRegistry()
         self.commands = dict(COMMANDS)
         self.sessions: set[Session] = set()
+        self.per_addr: dict[str, int] = {}  # open connections by client address
         self.init = init
         self.auth_required = False
         self.auth_method: str | None = None
@@ -92,6 +94,7 @@ class Server:
         # Wall-clock milliseconds that stamp writes (the hybrid logical clock); tests
         # replace it so that trio's clock drives whole clusters.
         self.clock_ms: Callable[[], int] = now_ms
+        self.limits = Limits.from_config(cfg["server"].get("limits"))
         bp = cfg["server"].get("busy_poll")
         self.busy_poll_us: float = default_budget_us() if bp is None else float(bp)
 
@@ -187,6 +190,7 @@ class Server:
             logger.warning("login failed for %r from %s", name, session.peer)
             raise
         self.limiter.succeeded(*keys)
+        session.proto.unlock()
         session.user = user
         session.auth_method = method.name
         session.conv = self._converter(record)
@@ -329,12 +333,36 @@ class Server:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, AttributeError):
             peer = "?"
+        addr = peer.rsplit(":", 1)[0]
+        why = self._refuse_client(addr)
+        if why is not None:
+            logger.warning("refused a connection from %s: %s", peer, why)
+            with trio.CancelScope(shield=True):
+                try:
+                    await stream.aclose()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+            return
         session = Session(self, stream, peer)
         self.sessions.add(session)
+        self.per_addr[addr] = self.per_addr.get(addr, 0) + 1
         try:
             await session.run()
         finally:
             self.sessions.discard(session)
+            n = self.per_addr.pop(addr) - 1
+            if n:
+                self.per_addr[addr] = n
+
+    def _refuse_client(self, addr: str) -> str | None:
+        """Why a new connection from ``addr`` is refused (None: it is not)."""
+        lim = self.limits
+        if len(self.sessions) >= lim.clients:
+            return f"{len(self.sessions)} connections, server.limits.clients is {lim.clients}"
+        n = self.per_addr.get(addr, 0)
+        if n >= lim.clients_per_addr:
+            return f"{n} connections from it, server.limits.clients_per_addr is {lim.clients_per_addr}"
+        return None
 
     def close_clients(self) -> int:
         """Drop every client connection (their clients reconnect); how many."""
