@@ -66,6 +66,9 @@ DEFAULTS: dict[str, Any] = {
             "watches": 1000,  # live watches per connection
             "clients": 1000,  # connections per node (each costs 2 fds)
             "clients_per_addr": 64,  # connections per client address
+            # milliseconds one call of a stored type check or codec may run; past
+            # it the call is stopped and reported as that type's (codec's) error
+            "script_ms": 200,
         },
         # Microseconds a connection polls for the next request before sleeping, while
         # its client sends back to back (distkv/busypoll.py); null: 50, or 0 on one CPU.

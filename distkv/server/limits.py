@@ -25,6 +25,7 @@ class Limits:
     watches: int = 1000
     clients: int = 1000
     clients_per_addr: int = 64
+    script_ms: int = 200  # one call of a stored type check or codec
 
     @classmethod
     def from_config(cls, cfg: Any) -> Limits:

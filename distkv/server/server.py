@@ -76,8 +76,9 @@ class Server:
         self.auth_required = False
         self.auth_method: str | None = None
         self.acls = AclTable()
-        self.types = TypeRegistry()
-        self.codecs = CodecRegistry()
+        self.limits = Limits.from_config(cfg["server"].get("limits"))
+        self.types = TypeRegistry(budget=self.limits.script_ms / 1000)
+        self.codecs = CodecRegistry(budget=self.limits.script_ms / 1000)
         self.limiter = LoginLimiter()
         self.storage = None  # StateDir, when server.state_dir is set
         self.logfile = None  # LogFile of `client log dest`
@@ -94,7 +95,6 @@ class Server:
         # Wall-clock milliseconds that stamp writes (the hybrid logical clock); tests
         # replace it so that trio's clock drives whole clusters.
         self.clock_ms: Callable[[], int] = now_ms
-        self.limits = Limits.from_config(cfg["server"].get("limits"))
         bp = cfg["server"].get("busy_poll")
         self.busy_poll_us: float = default_budget_us() if bp is None else float(bp)
 
