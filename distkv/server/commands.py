@@ -13,7 +13,7 @@ import trio
 
 from ..core.path import Path, sort_key
 from ..core.types import NotGiven
-from ..exceptions import ClientChainError, ClientError
+from ..exceptions import ClientChainError, ClientError, PermissionDenied
 from .watch import Watcher, encode_item
 
 if TYPE_CHECKING:
@@ -105,10 +105,10 @@ def cmd_set_value(server: Server, session: Session, msg: dict) -> dict:
     value = msg["value"]
     tree = server.replica.tree
     e = tree.lookup(path)
+    if session.acl is not None:  # before the chain check, which tells what exists
+        server.check_acl(session, path, "w" if e is not None and e.value is not NotGiven else "c")
     if "chain" in msg:
         check_chain(e, msg["chain"], path)
-    if session.acl is not None:
-        server.check_acl(session, path, "w" if e is not None and e.value is not NotGiven else "c")
     server.limits.check_value(value)
     if session.conv is not None:
         value = session.conv.decode(path, value)
@@ -120,10 +120,10 @@ def cmd_set_value(server: Server, session: Session, msg: dict) -> dict:
 @command("delete_value")
 def cmd_delete_value(server: Server, session: Session, msg: dict) -> dict:
     path = get_path(server, msg)
+    server.check_acl(session, path, "d")  # before the chain check, which tells what exists
     e = server.replica.tree.lookup(path)
     if "chain" in msg:
         check_chain(e, msg["chain"], path)
-    server.check_acl(session, path, "d")
     if e is None or e.value is NotGiven:
         return {"changed": False}
     e = server.write(path, NotGiven)
@@ -134,8 +134,16 @@ def cmd_delete_value(server: Server, session: Session, msg: dict) -> dict:
 def cmd_delete_tree(server: Server, session: Session, msg: dict) -> dict:
     path = get_path(server, msg)
     paths = [path + rel for rel, _ in server.replica.tree.walk(path, sort=False, only="values")]
-    for p in paths:
-        server.check_acl(session, p, "d")
+    acl = session.acl
+    if acl is not None:
+        for p in paths:
+            if not acl.allowed(p, "d"):
+                # name only what was asked for: p may be a path this user cannot see
+                raise PermissionDenied(
+                    f"{session.user} may not delete everything below {path}",
+                    path=path,
+                    mode="d",
+                )
     for p in paths:
         server.write(p, NotGiven)
     return {"count": len(paths)}
@@ -278,4 +286,6 @@ def cmd_log(server: Server, session: Session, msg: dict) -> dict:
 
 @command("log_stop")
 def cmd_log_stop(server: Server, session: Session, msg: dict) -> dict:
+    if session.acl is not None:  # as for starting one: only unrestricted users
+        raise PermissionDenied(f"{session.user} may not stop the server's log")
     return {"stopped": server.log_stop()}

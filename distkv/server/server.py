@@ -127,10 +127,6 @@ class Server:
             self.codecs.apply(path, e.value)
             return
         self.acls.apply(path, e.value)
-        if kind == "auth" and len(path) == 5 and path[3] == "user":
-            for s in self.sessions:
-                if s.user == path[4] and s.auth_method == path[2]:
-                    s.conv = self._converter(e.value)
         if len(path) == 2 and path[1] == "auth":
             v = e.value
             cur = v.get("current") if isinstance(v, dict) else None
@@ -141,6 +137,33 @@ class Server:
                 # an unknown method name: fail closed (nobody can log in with it)
                 logger.error("auth method %r is unknown: every login will be refused", cur)
                 self.auth_required = True
+        if kind in ("auth", "acl") and self.sessions:
+            self._recheck_logins()
+
+    def _recheck_logins(self) -> None:
+        """After any change to users, groups, ACLs or the auth method: every live
+        connection gets the rights its login has *now*. A login that no longer holds
+        (its user was deleted, auth was switched on or to another method since) is
+        ended: the connection stays, but with no rights and no streams, as if it had
+        never logged in."""
+        for s in list(self.sessions):
+            if not self.auth_required:
+                s.acl = None  # auth off: everybody is root
+                continue
+            if s.user is None:
+                if s.tasks:  # streams started while auth was off
+                    s.logout("auth is on now; log in")
+                continue
+            if s.auth_method != self.auth_method:
+                s.logout(f"the auth method is {self.auth_method} now; log in again")
+                continue
+            e = self.replica.tree.lookup(user_path(s.auth_method, s.user))
+            if e is None or e.value is NotGiven:
+                s.logout(f"user {s.user} was deleted")
+                continue
+            grants = self.acls.grants(s.auth_method, s.user)
+            s.acl = None if grants.is_unrestricted else grants
+            s.conv = self._converter(e.value)
 
     def after_batch(self) -> None:
         """Called once per batch of requests, before replies are sent: whatever the
@@ -174,9 +197,12 @@ class Server:
 
     async def login(self, session: Session, msg: dict) -> dict:
         """Check a login; on success the session acts as that user from now on."""
+        # Counted per address only, and before it is checked: tries in flight count,
+        # and nobody can lock a *user* out by failing in their name.
         now = trio.current_time()
-        keys = (("user", msg.get("name")), ("addr", session.peer.rsplit(":", 1)[0]))
+        keys = (("addr", session.peer.rsplit(":", 1)[0]),)
         self.limiter.check(now, *keys)
+        self.limiter.failed(now, *keys)
         method, name = start_login(self.auth_method, msg)
         e = self.replica.tree.lookup(user_path(method.name, name))
         record = e.value if e is not None and e.value is not NotGiven else None
@@ -186,7 +212,6 @@ class Server:
             else:
                 user = method.verify(msg, record)
         except AuthFailedError:
-            self.limiter.failed(now, *keys)
             logger.warning("login failed for %r from %s", name, session.peer)
             raise
         self.limiter.succeeded(*keys)

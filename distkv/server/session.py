@@ -348,6 +348,17 @@ class Session:
             self.wakeup.set()
         self.held = None
 
+    def logout(self, why: str) -> None:
+        """This session's login no longer holds (see ``Server._recheck_logins``): keep
+        the connection, drop its rights and end its streams."""
+        logger.info("client %s (%s) loses its login: %s", self.peer, self.user, why)
+        self.user = self.auth_method = self.acl = self.conv = None
+        for seq in list(self.tasks):
+            self._drop_stream(seq)
+            self.credit_wait.pop(seq, None)
+            self.proto.error(seq, ClientAuthRequiredError(why), end_stream=True)
+        self.wakeup.set()
+
     # --- streams
 
     def start_stream(self, seq: Any, fn, msg: dict) -> None:
