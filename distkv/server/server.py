@@ -101,7 +101,11 @@ class Server:
     # --- changes ---
 
     def write(self, path: Path, value: Any):
-        """Make a local change and tell everybody who needs to know."""
+        """Make a local change and tell everybody who needs to know. Refused (the tree
+        untouched) while the state directory does not take writes (a full disk)."""
+        st = self.storage
+        if st is not None and st.error is not None:
+            raise StorageError(f"this node cannot store changes now ({st.error}); reads work")
         e = self.replica.local_write(path, value, self.clock_ms())
         self.changed(path, e)
         return e
@@ -165,18 +169,30 @@ class Server:
             s.acl = None if grants.is_unrestricted else grants
             s.conv = self._converter(e.value)
 
-    def after_batch(self) -> None:
+    def after_batch(self) -> bool:
         """Called once per batch of requests, before replies are sent: whatever the
         batch changed is handed to the OS now, so an acknowledged write survives a
-        crash of this process."""
-        if self.storage is not None:
-            self.storage.flush()
+        crash of this process. False: the state directory did not take it (a full
+        disk; it is kept and retried), so the batch's replies must not be sent as
+        acknowledgements."""
+        ok = True
+        st = self.storage
+        if st is not None:
+            was_ok = st.error is None
+            try:
+                st.flush()
+            except StorageError:
+                # logged by the state directory, which now refuses writes; a batch
+                # after that holds no local writes (Server.write refused them), so
+                # only the one that found the disk full has replies to withhold
+                ok = not was_ok
         if self.logfile is not None:
             self.logfile.flush()
         if self.replicator is not None:
             self.replicator.flush()
         elif self.replica.outbox:
             self.replica.outbox.clear()
+        return ok
 
     @property
     def serving(self) -> bool:

@@ -39,6 +39,7 @@ from ..exceptions import (
     ClientError,
     DistKVError,
     NotReadyError,
+    StorageError,
     StreamOverflowError,
     UnknownActionError,
 )
@@ -243,9 +244,9 @@ class Session:
                     elif t is ConnectionBroken:
                         logger.warning("client %s sent garbage: %s", self.peer, ev.error)
                         broken = True
-                srv.after_batch()
-                if srv.fsync_always:
-                    await srv.storage.commit()
+                if not srv.after_batch() or (srv.fsync_always and not await self._commit()):
+                    self._unstored()
+                    broken = True
                 await self.flush()
                 if broken:
                     break
@@ -258,13 +259,37 @@ class Session:
         of pipelined ``get_value`` of a 1 MB value cost 1.8 GB). The batch's changes are
         handed to the OS first, as before every send."""
         srv = self.server
-        srv.after_batch()
-        if srv.fsync_always:
-            await srv.storage.commit()
+        if not srv.after_batch() or (srv.fsync_always and not await self._commit()):
+            self._unstored()
+            await self.flush()
+            self.abort()
+            return
         await self.flush()
         while self.proto.out_bytes > self.window:  # the writer task is sending
             self.wakeup.set()
             await self.drained.wait()
+
+    async def _commit(self) -> bool:
+        """``fsync: always``: make the batch durable; False if the disk refused."""
+        st = self.server.storage
+        was_ok = st.error is None
+        try:
+            await st.commit()
+        except (StorageError, OSError) as exc:
+            logger.error("state: cannot make a batch durable: %s", exc)
+            return not was_ok  # see Server.after_batch
+        return True
+
+    def _unstored(self) -> None:
+        """The state directory did not take this batch's changes: its replies must not
+        reach the client as acknowledgements. Drop them and close the connection with
+        the reason; the client's retries are refused with a StorageError until the
+        disk takes writes again (the changes themselves are kept and written then)."""
+        self.proto.data_to_send()  # dropped: not acknowledged
+        self.proto.error(
+            None,
+            StorageError("this node could not store the last changes; writes are refused"),
+        )
 
     def handle(self, req: Request) -> None:
         """Run one request, or hold it behind one that waits (see module docstring)."""
@@ -336,7 +361,8 @@ class Session:
                 else:
                     held.popleft()
                     self.execute(req)
-                    srv.after_batch()
+                    if not srv.after_batch():
+                        break
                     self.wakeup.set()
                     continue
             except NotReadyError as exc:
@@ -344,9 +370,15 @@ class Session:
             except Exception as exc:  # noqa: BLE001
                 self._fail(req, exc)
             held.popleft()
-            srv.after_batch()
+            if not srv.after_batch():
+                break
             self.wakeup.set()
-        self.held = None
+        else:
+            self.held = None
+            return
+        self._unstored()  # the disk did not take what these requests changed
+        await self.flush()
+        self.abort()
 
     def logout(self, why: str) -> None:
         """This session's login no longer holds (see ``Server._recheck_logins``): keep
