@@ -185,12 +185,15 @@ class Tree:
         *,
         sort: bool = True,
         only: str | None = None,
-    ) -> Iterator[tuple[tuple, Entry]]:
+        pause: int = 0,
+    ) -> Iterator[tuple[Any, Any]]:
         """Yield ``(relative_path, entry)`` depth-first below ``path`` (inclusive).
 
         Children are visited in a stable, type-aware order when ``sort`` is true.
         ``only``: ``"values"`` yields only entries with a value, ``"history"`` only
-        those with a chain (values and tombstones).
+        those with a chain (values and tombstones). ``pause``: after that many entries
+        skipped in a row by ``only``, yield ``(None, None)`` so that an async consumer
+        can let other tasks run even while nothing is yielded.
 
         Linear in the size of the subtree: the current path is one list that grows and
         shrinks as the walk goes down and up, and a path tuple is built only for an
@@ -205,6 +208,7 @@ class Tree:
         values = only == "values"
         history = only == "history"
         keys: list = []
+        skipped = 0
         stack: list[tuple[Any, Entry, int]] = [(None, start, 0)]
         pop = stack.pop
         push = stack.append
@@ -217,6 +221,12 @@ class Tree:
                 (values and e.value is NotGiven) or (history and e.node is None)
             ):
                 yield tuple(keys), e
+                skipped = 0
+            elif pause:
+                skipped += 1
+                if skipped >= pause:
+                    skipped = 0
+                    yield None, None
             ch = e.children
             if ch and (max_depth < 0 or depth < max_depth):
                 d = depth + 1

@@ -210,10 +210,13 @@ async def _send_entries(server: Server, session: Session, msg: dict) -> None:
     path, seq, min_depth, max_depth, nchain = _stream_args(server, msg)
     conv = session.conv
     walked = 0
-    for rel, e in server.replica.tree.walk(path, min_depth, max_depth, only="values"):
+    tree = server.replica.tree
+    for rel, e in tree.walk(path, min_depth, max_depth, only="values", pause=WALK_SLICE):
         walked += 1
-        if walked % WALK_SLICE == 0:
+        if walked % WALK_SLICE == 0 or rel is None:  # rel None: 500 entries skipped
             await trio.lowlevel.checkpoint()
+            if rel is None:
+                continue
         if e.value is NotGiven:  # deleted while we paused
             continue
         acl = session.acl  # re-read: rights may change while we pause

@@ -10,6 +10,7 @@ import trio.testing
 
 from distkv.auth import get_method
 from distkv.core.acl import user_path
+from distkv.core.types import NotGiven
 from distkv.exceptions import ClientError
 from distkv.server.limits import Limits, nesting
 from distkv.testing.server import make_config, open_memory_client, open_test_server
@@ -279,3 +280,36 @@ async def test_pipelined_replies_wait_for_the_reader(autojump_clock):
             unp.feed(await a.receive_some(1 << 20))
             seqs.extend(m["seq"] for m in unp)
         assert seqs == list(range(1, 301))
+
+
+async def test_long_walk_yields_to_other_tasks(autojump_clock):
+    """get_tree over 30,000 entries it does not send (deleted ones here; hidden by an
+    ACL works the same): the walk lets other clients in every 500 entries instead of
+    holding the node for the whole walk."""
+    from types import SimpleNamespace
+
+    from distkv.server.commands import cmd_get_tree
+
+    async with open_test_server() as s:
+        for i in range(30_000):
+            s.write(P(f"t.k{i}"), i)
+            s.write(P(f"t.k{i}"), NotGiven)
+
+        class Steps(trio.abc.Instrument):
+            n = 0
+
+            def before_task_step(self, task):
+                if task is walker:
+                    Steps.n += 1
+
+        walker = None
+
+        async def walk():
+            nonlocal walker
+            walker = trio.lowlevel.current_task()
+            await cmd_get_tree(s, SimpleNamespace(acl=None, conv=None), {"seq": 1, "path": P("t")})
+
+        trio.lowlevel.add_instrument(Steps())
+        async with trio.open_nursery() as n:
+            n.start_soon(walk)
+        assert Steps.n >= 30_000 // 500
