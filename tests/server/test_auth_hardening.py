@@ -112,8 +112,8 @@ async def test_rights_follow_acl_and_user_changes_on_live_connections(autojump_c
                 # the connection from before `auth init` is root no more
                 with pytest.raises(ClientAuthRequiredError):
                     await early.get(P("pub.a"))
-                with pytest.raises(ClientAuthRequiredError):
-                    async for _ in w_early:
+                with trio.fail_after(5), pytest.raises(ClientAuthRequiredError):
+                    async for _ in w_early:  # its watch ends too
                         pass
         async with (
             open_memory_client(s, **login("root")) as root,

@@ -111,3 +111,51 @@ def test_second_server_on_the_same_state_dir_refuses_to_start(tmp_path):
         assert first.proc.poll() is None  # the first one is untouched
     finally:
         first.stop()
+
+
+async def test_real_node_survives_nested_path_and_exiting_or_looping_type(tmp_path):
+    """The probe's process-killers, against a real ``distkv server``: a request with
+    a path nested 1,000 deep, a type check that calls ``exit()`` and one that loops
+    for ever. The process stays up and keeps answering."""
+    import msgpack
+
+    from distkv.client import open_client
+    from distkv.exceptions import ValueTypeError
+    from distkv.testing.process import ServerProcess
+    from distkv.util import Path
+    from distkv.wire import codec
+
+    nested = msgpack.ExtType(codec.EXT_PATH, b"\x91" * 1001 + b"\x01")
+    head = codec.packb({"seq": 1, "action": "get_value"})
+    request = b"\x83" + head[1:] + msgpack.packb("path") + msgpack.packb(nested)
+    node = ServerProcess(tmp_path, "one", cfg={"server": {"limits": {"script_ms": 100}}})
+    node.start("-i", "x")
+    try:
+        with trio.fail_after(30):
+            st = await trio.open_tcp_stream("127.0.0.1", node.port)
+            unp = codec.unpacker()
+            unp.feed(await st.receive_some(65536))
+            assert next(unp)["seq"] == 0  # greeting
+            await st.send_all(request)
+            while not (data := await st.receive_some(65536)) == b"":
+                unp.feed(data)
+            got = list(unp)
+            assert [m.get("error") for m in got] == ["protocol"], got
+            await st.aclose()
+            cfg = {"connect": {"host": "127.0.0.1", "port": node.port, "auth": None}}
+            async with open_client(**cfg) as c:
+                code = (
+                    "if not isinstance(value, int): raise ValueError('no')\n"
+                    "if value == 666: exit()\n"
+                    "if value == 777:\n    while True: pass"
+                )
+                await c.set(Path(None, "type", "evil"), {"code": code, "good": [1], "bad": ["x"]})
+                await c.set(Path(None, "match", "e"), {"type": "evil"})
+                for bad in (666, 777):
+                    with pytest.raises(ValueTypeError, match="SystemExit|budget of 100 ms"):
+                        await c.set(P("e"), bad)
+                await c.set(P("e"), 5)
+                assert (await c.get(P("e"))).value == 5
+        assert node.proc.poll() is None
+    finally:
+        node.stop()
