@@ -132,11 +132,12 @@ class Session:
         self.proto.stream_backlog(seq, msg)
 
     def overflow(self) -> None:
-        """The client stopped reading: end its watches, drop what was queued for them."""
+        """The client stopped reading: end its watches. What is queued stays: it may
+        hold replies (their requests wait in :meth:`_drain` while the window is full),
+        and a reply must never be lost; with the watches gone nothing more is added."""
         logger.warning(
             "client %s fell %d bytes behind: ending its watches", self.peer, self.proto.out_bytes
         )
-        self.proto.data_to_send()  # dropped
         for seq in list(self.watchers):
             self._drop_stream(seq)
             self.proto.error(

@@ -313,3 +313,35 @@ async def test_long_walk_yields_to_other_tasks(autojump_clock):
         async with trio.open_nursery() as n:
             n.start_soon(walk)
         assert Steps.n >= 30_000 // 500
+
+
+async def test_watch_overflow_never_drops_replies(autojump_clock):
+    """A client with a watch pipelines more replies than the window and reads
+    nothing while its watch gets events: the watch ends with an overflow, but every
+    reply still arrives (dropping them would leave the client waiting for ever)."""
+    cfg = make_config(server={"window": 300_000})
+    async with open_test_server(cfg=cfg) as s, open_memory_client(s) as c:
+        await c.set(P("big"), "x" * 100_000)
+        a, b = trio.testing.lockstep_stream_pair()
+        s._test_nursery.start_soon(s._handle_client, b)
+        unp = codec.unpacker()
+        unp.feed(await a.receive_some(65536))
+        assert next(unp)["seq"] == 0
+        reqs = b"".join(
+            codec.packb({"seq": i, "action": "get_value", "path": P("big")}) for i in range(2, 22)
+        )
+        with trio.fail_after(5):  # all at once: the server cannot read while it sends
+            await a.send_all(codec.packb({"seq": 1, "action": "watch", "path": P("w")}) + reqs)
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(5):
+            for i in range(50):
+                await c.set(P("w.k"), "y" * 10_000 + str(i))
+        got = {}
+        with trio.fail_after(10):
+            while not all(i in got for i in range(2, 22)) or 1 not in got:
+                unp.feed(await a.receive_some(1 << 20))
+                for m in unp:
+                    if m["seq"] != 1 or "error" in m:
+                        got[m["seq"]] = m
+        assert got[1]["error"] == "overflow"
+        assert all(got[i]["value"] == "x" * 100_000 for i in range(2, 22))
