@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Modules whose import registers benchmarks, in table order.
-MODULES = ["bench.baseline", "bench.core", "bench.persist", "bench.auth", "bench.cluster"]
+MODULES = [
+    "bench.baseline",
+    "bench.core",
+    "bench.persist",
+    "bench.auth",
+    "bench.cluster",
+    "bench.paced",
+    "bench.cli",
+    "bench.hw",
+]
 
 
 @dataclass(frozen=True)

@@ -12,70 +12,193 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path as FsPath
 from typing import Any
 
-import yaml
-
 from .exceptions import ConfigError
+from .schema import (
+    AnyOf,
+    AnyValue,
+    Bool,
+    Float,
+    Int,
+    Key,
+    ListOf,
+    Nullable,
+    OneOf,
+    OpenSection,
+    Section,
+    Str,
+    defaults,
+)
+from .schema import check as _check
 
 DEFAULT_PORT = 27586
 
-DEFAULTS: dict[str, Any] = {
-    "connect": {
-        "host": "127.0.0.1",
-        "port": DEFAULT_PORT,
-        "auth": None,
-        "ssl": None,
-        "name": None,
-        "init_timeout": 5,
-        # More nodes to fall back on: ["host:port", ...] (null: host and port).
-        "servers": None,
-        # Connect again when the node goes away (watches resume, see client.py).
-        "reconnect": True,
-        # Microseconds to poll for a reply before sleeping (distkv/busypoll.py);
-        # null: 100, or 0 on one CPU.
-        "busy_poll": None,
-    },
-    "server": {
-        "bind_default": {"host": "127.0.0.1", "port": DEFAULT_PORT, "ssl": None},
+_PORT = Int(1, 65535)
+_TLS_CLIENT = Nullable(
+    AnyOf(Bool(), Section({"cert": Key(Nullable(Str()), None, "CA file to trust"),
+                           "insecure": Key(Bool(), False, "do not check the certificate")}))
+)  # fmt: skip
+_MQTT = Section(
+    {
+        "uri": Key(Nullable(Str()), None, "broker, mqtt://HOST[:PORT]; null: a lone node"),
         # MQTT 3.1.1 (4): paho parses it about twice as fast as v5, and replication
         # needs none of v5's extras (its subscriptions do not overlap).
-        "mqtt": {"uri": "mqtt://localhost:1883", "mqtt_version": 4},
-        "root": "distkv",
-        "advertise": None,
-        "state_dir": None,
-        # `client log dest/save` may make the server write files only below these
-        # directories (and its state_dir).
-        "log_dirs": ["/var/local/lib", "/var/lib/distkv"],
-        "fsync": "interval",
-        "fsync_interval": 1.0,
-        # Bytes the server queues for one client before it cuts off that client's
-        # streams with an overflow error (see docs/protocol.md, flow control).
-        "window": 4 * 1024 * 1024,
-        "max_message": 4 * 1024 * 1024,
-        # What one client may cost this node (docs/operations.md, "Limits"). A request
-        # past one gets a one-line error naming the key; a refused connection is logged.
-        "limits": {
-            "path_depth": 128,  # elements in a path
-            "path_bytes": 8192,  # encoded size of one path
-            "value_depth": 64,  # nesting of lists/maps in a value
-            # elements one list or map of a message may announce: msgpack allocates
-            # them up front, so a message held open with nested headers costs
-            # nesting x array_len x 8 bytes until it completes
-            "array_len": 4096,
-            # the largest message before the login reply (when auth is on)
-            "login_message": 16384,
-            "watches": 1000,  # live watches per connection
-            "clients": 1000,  # connections per node (each costs 2 fds)
-            "clients_per_addr": 64,  # connections per client address
-            # milliseconds one call of a stored type check or codec may run; past
-            # it the call is stopped and reported as that type's (codec's) error
-            "script_ms": 200,
-        },
-        # Microseconds a connection polls for the next request before sleeping, while
-        # its client sends back to back (distkv/busypoll.py); null: 50, or 0 on one CPU.
-        "busy_poll": None,
+        "mqtt_version": Key(OneOf(4, 5), 4, "MQTT protocol version"),
+        "keepalive": Key(Int(5, 3600), 15, "seconds between MQTT pings"),
+        "min_backoff": Key(Float(0.01), 0.1, "first reconnect delay, seconds"),
+        "max_backoff": Key(Float(0.01), 1.0, "longest reconnect delay, seconds"),
+        "connect_timeout": Key(Float(0.1), 5.0, "seconds to wait for CONNACK"),
+        "close_timeout": Key(Float(0), 2.0, "seconds to flush on shutdown"),
+        "max_pending": Key(Nullable(Int(0)), None, "messages queued while the broker is away"),
+        "client_id": Key(Nullable(Str()), None, "MQTT client id (default distkv-ROOT-NODE)"),
     },
-    "logging": {"level": "WARNING"},
-}
+    help="the broker the nodes replicate through",
+)
+_REPLICATION = Section(
+    {
+        "heartbeat_ms": Key(Int(10), 1000, "presence heartbeat interval"),
+        "repair_delay_ms": Key(Int(0), 300, "wait before asking peers for missed writes"),
+        "repair_backoff_ms": Key(Int(0), 1000, "first repair retry delay"),
+        "repair_max_backoff_ms": Key(Int(0), 30_000, "longest repair retry delay"),
+        "max_repair_ticks": Key(Int(1), 2000, "writes asked for per repair request"),
+        "dead_after_ms": Key(Int(100), 10_000, "a silent peer is dead after this"),
+        "forget_after_ms": Key(Int(1000), 3_600_000, "a dead peer is forgotten after this"),
+        "purge_interval_ms": Key(Int(100), 60_000, "how often tombstones are purged"),
+        "max_conflict_records": Key(Int(0), 1000, "conflicts remembered for the error tree"),
+    },
+    help="replication timing (the defaults suit a LAN)",
+)
+
+#: The whole configuration: every key with its type, default and meaning.
+SCHEMA = Section(
+    {
+        "connect": Section(
+            {
+                "host": Key(Str(), "127.0.0.1", "node to connect to"),
+                "port": Key(_PORT, DEFAULT_PORT, "its port"),
+                "auth": Key(AnyValue(), None, "login: 'METHOD k=v ...' or a mapping"),
+                "ssl": Key(_TLS_CLIENT, None, "TLS: true, or {cert: CA file, insecure}"),
+                "name": Key(Nullable(Str()), None, "a name for this client"),
+                "init_timeout": Key(Float(0.1), 5, "seconds to connect and be greeted"),
+                "servers": Key(
+                    Nullable(AnyOf(Str(), ListOf(Str()))),
+                    None,
+                    'more nodes to fall back on: ["host:port", ...]',
+                ),
+                "reconnect": Key(Bool(), True, "connect again when the node goes away"),
+                "busy_poll": Key(
+                    Nullable(Float(0)), None, "µs to poll for a reply (null: 100, 0 on one CPU)"
+                ),
+            },
+            help="how clients (CLI, runners, gateways, peers syncing) reach a node",
+        ),
+        "server": Section(
+            {
+                "bind_default": Section(
+                    {
+                        "host": Key(Str(), "127.0.0.1", "address to listen on"),
+                        "port": Key(_PORT, DEFAULT_PORT, "port to listen on"),
+                        "ssl": Key(
+                            Nullable(Section({"cert": Key(Str(), None, "certificate file"),
+                                              "key": Key(Nullable(Str()), None, "key file")})),
+                            None,
+                            "TLS for clients: {cert: FILE, key: FILE}",
+                        ),  # fmt: skip
+                    }
+                ),
+                "mqtt": Key(
+                    AnyOf(Nullable(Str()), _MQTT),
+                    {"uri": None, "mqtt_version": 4},
+                    "the broker to replicate through: a URI or {uri: ..., options};"
+                    " without one the node runs alone and needs no broker",
+                ),
+                "root": Key(Str(), "distkv", "topic prefix: the network's name on the broker"),
+                # distkv/server/replication.py (Replicator._send_held), docs/replication.md
+                "bus_coalesce_ms": Key(
+                    Float(0),
+                    2,
+                    "while writes pile up, least ms between two bus messages of this node's"
+                    " updates (writes in between travel together)",
+                ),
+                "advertise": Key(Nullable(Str()), None, "address peers should use for syncing"),
+                "state_dir": Key(Nullable(Str()), None, "directory for persistence"),
+                "log_dirs": Key(
+                    ListOf(Str()),
+                    ["/var/lib/distkv", "/var/local/lib"],
+                    "`client log dest/save` may write only below these (and state_dir)",
+                ),
+                "fsync": Key(OneOf("always", "interval", "never"), "interval", "fsync policy"),
+                "fsync_interval": Key(Float(0), 1.0, "seconds between fsyncs (interval)"),
+                # Bytes the server queues for one client before it cuts off that client's
+                # streams with an overflow error (see docs/protocol.md, flow control).
+                "window": Key(Int(4096), 4 * 1024 * 1024, "bytes queued per client"),
+                "max_message": Key(Int(1024), 4 * 1024 * 1024, "largest request, bytes"),
+                # What one client may cost this node (docs/operations.md, "Limits"); read
+                # by distkv/server/limits.py. Past one: a one-line error naming the key.
+                "limits": Section(
+                    {
+                        "path_depth": Key(Int(1), 128, "elements in a path"),
+                        "path_bytes": Key(Int(64), 8192, "encoded size of one path, bytes"),
+                        "value_depth": Key(Int(1), 64, "nesting of lists/maps in a value"),
+                        # msgpack reserves the announced elements up front: a message
+                        # held open with nested headers costs nesting x array_len x 8
+                        "array_len": Key(Int(16), 4096, "elements one list/map may announce"),
+                        "login_message": Key(
+                            Int(256), 16384, "largest message before the login reply (auth on)"
+                        ),
+                        "watches": Key(Int(1), 1000, "live watches per connection"),
+                        "clients": Key(Int(1), 1000, "connections per node (2 fds each)"),
+                        "clients_per_addr": Key(Int(1), 64, "connections per client address"),
+                        "script_ms": Key(
+                            Int(1), 200, "ms one call of a stored type check or codec may run"
+                        ),
+                    },
+                    help="what one client may cost this node",
+                ),
+                # Microseconds a connection polls for the next request before sleeping,
+                # while its client sends back to back (distkv/busypoll.py).
+                "busy_poll": Key(
+                    Nullable(Float(0)), None, "µs to poll for a request (null: 50, 0 on one CPU)"
+                ),
+                "network_key": Key(
+                    Nullable(Str()),
+                    None,
+                    "shared secret (16-64 bytes) that authenticates every replication"
+                    " message; the same on every node (null: trust the broker)",
+                ),
+                "max_clock_ahead_ms": Key(
+                    Int(1000),
+                    60_000,
+                    "bus messages stamped further ahead of our clock are refused",
+                ),
+                "ready_timeout": Key(Float(0), 5, "seconds a request waits for readiness"),
+                "sync_timeout": Key(Float(1), 120, "seconds a join may take"),
+                "catchup_timeout": Key(Float(0), 3, "seconds a restarted node waits to catch up"),
+                "conflict_records": Key(Int(1), 100, "conflict records kept in the error tree"),
+                "replication": _REPLICATION,
+            },
+            help="the node",
+        ),
+        "logging": Section(
+            {
+                "level": Key(
+                    OneOf("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL",
+                          "debug", "info", "warning", "error", "critical"),
+                    "WARNING",
+                    "log level",
+                )  # fmt: skip
+            }
+        ),
+        "gateways": Key(OpenSection(), {}, "gateways.NAME: each gateway checks its own"),
+    }
+)
+
+DEFAULTS: dict[str, Any] = defaults(SCHEMA)
+
+
+def check(cfg: Mapping) -> None:
+    """One-line :class:`ConfigError` for the first unknown or ill-typed key."""
+    _check(SCHEMA, cfg)
+
 
 SEARCH_PATHS = (
     "~/.config/distkv.cfg",
@@ -101,6 +224,8 @@ def parse_override(item: str, option: str = "-C") -> tuple[list[str], Any]:
     names the command-line option in errors."""
     if "=" not in item:
         raise ConfigError(f"{option} needs key=value, got {item!r}")
+    import yaml  # here, not at the top: a command without config files must not pay for it
+
     key, _, raw = item.partition("=")
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
@@ -124,6 +249,8 @@ def set_dotted(cfg: dict, parts: list[str], value: Any) -> None:
 
 
 def read_file(path: str | os.PathLike) -> dict:
+    import yaml  # here, not at the top: a command without config files must not pay for it
+
     try:
         with open(os.path.expanduser(path)) as f:
             data = yaml.safe_load(f)
@@ -168,4 +295,27 @@ def load(
     for item in overrides:
         parts, value = parse_override(item)
         set_dotted(cfg, parts, value)
+    check(cfg)
     return cfg
+
+
+def server_list(c: Mapping) -> list[tuple[str, int]]:
+    """``connect.servers`` (``["host:port", ...]``) or ``connect.host``/``port``."""
+    servers = c.get("servers")
+    default_port = int(c.get("port") or DEFAULT_PORT)
+    if not servers:
+        return [(c.get("host") or "127.0.0.1", default_port)]
+    if isinstance(servers, str):
+        servers = [s for s in servers.replace(",", " ").split() if s]
+    out = []
+    for s in servers:
+        if not isinstance(s, str) or not s:
+            raise ConfigError(f"connect.servers: {s!r} is not 'host' or 'host:port'")
+        host, sep, port = s.rpartition(":") if s.count(":") == 1 else (s, "", "")
+        if not sep:
+            host, port = s, ""
+        try:
+            out.append((host.strip("[]"), int(port) if port else default_port))
+        except ValueError:
+            raise ConfigError(f"connect.servers: {s!r} has a bad port") from None
+    return out

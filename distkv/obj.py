@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .core.path import Path
-from .core.types import NotGiven, unwrap_group
+from .core.types import NotGiven
+from .groups import unwrap_group
 
 if TYPE_CHECKING:
     from .client import Client

@@ -17,20 +17,24 @@ import sys
 import trio
 
 from distkv import config as _config
+from distkv.cli.main import error_line
 from distkv.client import open_client
 from distkv.dynconfig import watch_config
-from distkv.exceptions import DistKVError
 
-GATEWAYS = {"mqtt": "gateways.mqtt", "owfs": "gateways.owfs"}
+GATEWAYS = {"gpio": "hw.gpiogw", "mqtt": "gateways.mqtt", "owfs": "gateways.owfs"}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="distkv-gateway", description=__doc__.split("\n\n")[1])
     p.add_argument("-c", "--cfg", action="append", default=[], metavar="FILE")
     p.add_argument("-C", "--conf", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("gateway", choices=sorted(GATEWAYS))
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if a.verbose > 1 else logging.INFO if a.verbose else logging.WARNING,
         format="%(asctime)s.%(msecs)03d %(levelname)s:%(name)s:%(message)s",
@@ -43,11 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         if check is not None:  # a bad file is reported before anything connects
             check(_config.merge(mod.DEFAULTS, (cfg.get("gateways") or {}).get(a.gateway) or {}))
         trio.run(_run, cfg, mod, a.gateway)
-    except DistKVError as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            return 130
+        line = error_line(exc)  # one line, also out of an ExceptionGroup; else a bug
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
     return 0
 
 

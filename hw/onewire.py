@@ -84,6 +84,15 @@ class OneWire:
         """The raw text of one attribute, stripped of surrounding whitespace."""
         raise NotImplementedError
 
+    async def listing(self) -> dict[str, str | None]:
+        """The devices on the bus now: id -> owserver alias (None: it has none)."""
+        return dict.fromkeys(await self.devices())
+
+    async def convert(self) -> None:
+        """Start one simultaneous temperature conversion on every bus; afterwards
+        ``latesttemp`` reads the result without a conversion per sensor."""
+        raise NotImplementedError
+
     async def write(self, device: str, attribute: str, value: str) -> None:
         """Write raw text to one attribute (e.g. ``PIO.A``)."""
         raise NotImplementedError
@@ -134,6 +143,30 @@ class OwserverBus(OneWire):
         # left out by bus=False, and the regex drops anything else that is no device.
         found = (e.strip("/") for e in entries)
         return sorted(d for d in found if DEVICE_ID.fullmatch(d))
+
+    async def listing(self) -> dict[str, str | None]:
+        # an aliased device is listed under its alias ("/livingroom/"): its id is
+        # family.id, read from the device directory
+        entries = await self._call("listing devices", "dir", "/", False, False)
+        out: dict[str, str | None] = {}
+        for entry in (e.strip("/") for e in entries):
+            if DEVICE_ID.fullmatch(entry):
+                out[entry] = None
+                continue
+            try:
+                fam = await self._call(f"reading /{entry}/family", "read", f"/{entry}/family")
+                did = await self._call(f"reading /{entry}/id", "read", f"/{entry}/id")
+            except OneWireError as exc:
+                if exc.unreachable:
+                    raise
+                continue  # not a device (a bus or system directory)
+            device = f"{fam.decode().strip()}.{did.decode().strip()}"
+            if DEVICE_ID.fullmatch(device):
+                out[device] = entry
+        return dict(sorted(out.items()))
+
+    async def convert(self) -> None:
+        await self._call("converting", "write", "/simultaneous/temperature", b"1")
 
     async def read(self, device: str, attribute: str) -> str:
         _check_device(device)
@@ -218,6 +251,8 @@ class SimulatedBus(OneWire):
         self.reads = 0
         self.idles = 0
         self.writes: list[tuple[str, str, str]] = []
+        self.aliases: dict[str, str] = {}  # device id -> alias, as owserver's alias file
+        self.conversions = 0
         self._listed = trio.Event()
         for device, attrs in (devices or {}).items():
             self.add(device, attrs)
@@ -258,9 +293,19 @@ class SimulatedBus(OneWire):
         self._check_up("listing devices")
         return sorted(self.data)
 
+    async def listing(self) -> dict[str, str | None]:
+        return {d: self.aliases.get(d) for d in await self.devices()}
+
+    async def convert(self) -> None:
+        await trio.lowlevel.checkpoint()
+        self._check_up("converting")
+        self.conversions += 1
+
     async def read(self, device: str, attribute: str) -> str:
         _check_device(device)
         _check_attribute(attribute)
+        if attribute == "latesttemp" and attribute not in self.data.get(device, {}):
+            attribute = "temperature"  # the simulated conversion is instantaneous
         await trio.lowlevel.checkpoint()
         self._check_up(f"reading {device}/{attribute}")
         self.reads += 1

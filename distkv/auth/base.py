@@ -46,6 +46,7 @@ __all__ = [
     "LoginLimiter",
     "default_prompt",
     "get_method",
+    "login_message",
     "method_names",
     "parse_auth_spec",
     "parse_params",
@@ -326,3 +327,17 @@ class LoginLimiter:
         """Forget the failures of ``keys`` (a lockout in force stays)."""
         for key in keys:
             self._fails.pop(key, None)
+
+
+def login_message(spec: str | Mapping[str, Any]) -> dict:
+    """The body of the ``auth`` request for a login spec like ``"password name=joe
+    password?=Code"`` (``key?=Prompt`` items are asked for, without echo on a
+    terminal); a mapping ``{"method": ..., "name": ..., ...}`` is taken as resolved.
+    Both clients (trio and the CLI's blocking one-shot client) log in with it."""
+    if isinstance(spec, Mapping):
+        method_name = spec["method"]
+        params = {k: v for k, v in spec.items() if k != "method"}
+    else:
+        method_name, raw = parse_auth_spec(spec)
+        params = resolve_params(raw)
+    return get_method(method_name).login_message(params)

@@ -20,7 +20,9 @@ Topic layout
 ------------
 Every topic is ``<root>/<suffix>``; the API takes and returns only the suffix. The root
 (``server.root``, default ``distkv``) names the network: buses with different roots share
-nothing, not even presence, even on the same broker.
+nothing, not even presence, even on the same broker. ``root=""`` means no prefix at all:
+the MQTT gateway uses that to speak devices' own topics (``stat/plug1/POWER``), with its
+own ``presence_topic`` (its online/offline status, with the will).
 
 ``<root>/presence/<node>``
     Owned by the bus. Retained, QoS 1. The node's presence record (the server puts its
@@ -45,6 +47,12 @@ Quality of service, retain, sessions
   full (``max_queued_messages``, default 1000). The replication layer detects gaps by
   tick and repairs them; the bus does not pretend to be lossless. QoS 0 is available for
   best-effort traffic.
+* **Subscription QoS.** The broker delivers at the lower of the publication's and the
+  subscription's QoS. ``subscribe(..., qos=0)`` saves a PUBACK per delivered message
+  (a send by the receiver, a wake-up of the broker). With clean sessions it loses
+  nothing that QoS 1 would keep: messages in flight to a node whose connection breaks
+  are dropped either way, and mosquitto bounds QoS 0 output by the same
+  ``max_queued_messages``. The memory transport delivers at QoS 1 regardless.
 * **Retain** only for state, i.e. presence. Retained messages reach a subscription with
   ``retained=True`` when it is made -- and again after every reconnect (resubscribing
   re-delivers them) or when a second subscription with the same pattern is made on the
@@ -265,9 +273,13 @@ class Subscription:
         pattern: str,
         buffer: int,
         handler: Callable[[list[Message]], None] | None = None,
+        qos: int = 1,
     ) -> None:
         if buffer < 1:
             raise ValueError("buffer must be at least 1")
+        if qos not in (0, 1):
+            raise ValueError("qos must be 0 or 1")
+        self.qos = qos
         self.bus = bus
         self._handler = handler
         self._pending: list[Message] = []
@@ -382,6 +394,11 @@ class _Group:
         self.subs: list[Subscription] = []
         self.epoch = -1  # link epoch in which the broker subscription was made
 
+    @property
+    def qos(self) -> int:
+        """The broker subscription's QoS: the highest any local subscription asked for."""
+        return max((s.qos for s in self.subs), default=1)
+
 
 # ------------------------------------------------------------------------------ the bus
 
@@ -401,8 +418,11 @@ class Bus(abc.ABC):
         *,
         will: bytes | None = None,
         max_pending: int = DEFAULT_MAX_PENDING,
+        presence_topic: str | None = None,
     ) -> None:
-        validate_topic(root, "root")
+        # root "": raw topics, no prefix (gateways speak devices' own topic layouts)
+        if root != "":
+            validate_topic(root, "root")
         validate_topic(node, "node")
         if "/" in node:
             raise ValueError(f"node name must be one topic level: {node!r}")
@@ -415,7 +435,12 @@ class Bus(abc.ABC):
         self.will = bytes(will) if will is not None else None
         self.max_pending = max_pending
         self.stats = BusStats()
-        self._prefix = root + "/"
+        self._prefix = root + "/" if root else ""
+        self._presence_topic = (
+            validate_topic(presence_topic, "presence_topic")
+            if presence_topic is not None
+            else f"{PRESENCE}/{node}"
+        )
         self._groups: dict[str, _Group] = {}
         # True while the transport's reader is inside a burst: handler subscriptions
         # collect messages and get them at :meth:`_end_burst`.
@@ -448,8 +473,9 @@ class Bus(abc.ABC):
 
     @property
     def presence_topic(self) -> str:
-        """This node's presence topic suffix, ``presence/<node>``."""
-        return f"{PRESENCE}/{self.node}"
+        """This node's presence topic suffix, ``presence/<node>`` unless the bus was
+        opened with another ``presence_topic`` (a gateway's status topic)."""
+        return self._presence_topic
 
     @property
     def pending(self) -> int:
@@ -549,6 +575,7 @@ class Bus(abc.ABC):
         *,
         buffer: int = DEFAULT_SUB_BUFFER,
         handler: Callable[[list[Message]], None] | None = None,
+        qos: int = 1,
     ) -> Subscription:
         """A subscription to ``<root>/<pattern>`` (MQTT wildcards ``+``/``#``); use it as
         an async context manager and async iterator. ``buffer`` bounds its memory; see the
@@ -557,9 +584,13 @@ class Bus(abc.ABC):
         With ``handler``, messages are not queued: ``handler(messages)`` is called
         synchronously on the trio thread by the task that reads the transport, once per
         burst of received data. That saves a task switch per burst on the replication
-        hot path; the handler must not block (and must not raise: errors are logged)."""
+        hot path; the handler must not block (and must not raise: errors are logged).
+
+        ``qos``: the delivery QoS asked of the broker (see the module docstring); one
+        broker subscription serves all local ones with the same pattern, at the highest
+        QoS any of them asked for."""
         self._check_open()
-        return Subscription(self, pattern, buffer, handler)
+        return Subscription(self, pattern, buffer, handler, qos)
 
     def _defer_burst_end(self) -> None:
         """A message arrived outside a reader burst (e.g. the memory transport delivers

@@ -27,7 +27,7 @@ def _mode_arg(raw: str) -> str:
 # --- auth ---
 
 
-def run_auth(cfg: dict, args: list[str]) -> int:
+def auth_parser() -> ArgParser:
     p = ArgParser(prog="distkv client auth", description="Users and login methods.")
     p.add_argument("-m", "--method", help="auth method (default: the current one)")
     sub = p.add_subparsers(dest="what", required=True)
@@ -47,8 +47,12 @@ def run_auth(cfg: dict, args: list[str]) -> int:
     md = usub.add_parser("modify", help="change a user: name=NAME key=value ... [--aux k=v]")
     md.add_argument("--aux", action="append", default=[], metavar="KEY=VALUE")
     md.add_argument("params", nargs="+")
-    i = sub.add_parser("init", help="switch this method on: from now on everybody must log in")
-    i.add_argument("-s", "--switch", action="store_true", help="(accepted for compatibility)")
+    i = sub.add_parser(
+        "init", help="set this method up and switch to it: from now on everybody must log in"
+    )
+    # Without -s the original DistKV only set the method up; ours always switches
+    # (there is nothing to set up first), so -s says what happens anyway.
+    i.add_argument("-s", "--switch", action="store_true", help="switch to it (always done)")
     i.add_argument("-f", "--force", action="store_true", help="even if the method has no users")
     sub.add_parser("off", help="switch authorization off (needs an unrestricted user)")
     sub.add_parser("current", help="show the current method")
@@ -58,7 +62,11 @@ def run_auth(cfg: dict, args: list[str]) -> int:
     grp.add_argument("op", choices=["set", "delete", "list"])
     grp.add_argument("name", nargs="?")
     grp.add_argument("acl", nargs="?")
-    a = p.parse_args(args)
+    return p
+
+
+def run_auth(cfg: dict, args: list[str]) -> int:
+    a = auth_parser().parse_args(args)
     return trio.run(_auth, cfg, a)
 
 
@@ -166,7 +174,7 @@ def _set_words(words: list[str]) -> tuple[str, dict]:
 # --- acl ---
 
 
-def run_acl(cfg: dict, args: list[str]) -> int:
+def acl_parser() -> ArgParser:
     p = ArgParser(prog="distkv client acl", description="Access control lists.")
     sub = p.add_subparsers(dest="op", required=True)
     s = sub.add_parser("set", help="set ACL NAME: -a MODES PATTERN (modes from rwcdx)")
@@ -181,7 +189,11 @@ def run_acl(cfg: dict, args: list[str]) -> int:
     d = sub.add_parser("delete", help="delete a rule (or, without a pattern, the whole ACL)")
     d.add_argument("name")
     d.add_argument("pattern", nargs="?")
-    a = p.parse_args(args)
+    return p
+
+
+def run_acl(cfg: dict, args: list[str]) -> int:
+    a = acl_parser().parse_args(args)
     return trio.run(_acl, cfg, a)
 
 
@@ -213,7 +225,7 @@ async def _acl(cfg: dict, a) -> int:
 # --- log ---
 
 
-def run_log(cfg: dict, args: list[str]) -> int:
+def log_parser() -> ArgParser:
     p = ArgParser(prog="distkv client log", description="State files written by the server.")
     sub = p.add_subparsers(dest="op", required=True)
     d = sub.add_parser("dest", help="write the state to FILE, then append every change")
@@ -223,7 +235,11 @@ def run_log(cfg: dict, args: list[str]) -> int:
     s = sub.add_parser("save", help="write a consistent snapshot to FILE (a backup)")
     s.add_argument("file")
     sub.add_parser("stop", help="stop writing the log file")
-    a = p.parse_args(args)
+    return p
+
+
+def run_log(cfg: dict, args: list[str]) -> int:
+    a = log_parser().parse_args(args)
     return trio.run(_log, cfg, a)
 
 

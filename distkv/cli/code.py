@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -9,11 +10,11 @@ import time
 import trio
 
 from ..client import open_client
+from ..client.runner import Runner, job_roots
 from ..config import parse_override, set_dotted
 from ..core.path import P, Path
 from ..core.runner import CODE_ROOT, ERROR_ROOT, STATE_ROOT
-from ..exceptions import NoDataError
-from ..runner import Runner, job_roots
+from ..exceptions import ConfigError, NoDataError
 from .main import ArgParser
 from .output import nest, yprint
 from .types import add_get_list_delete, read_file, read_scripts
@@ -31,7 +32,7 @@ def _job_data(items: list[str]) -> dict:
 # --- code ---
 
 
-def run_code(cfg: dict, args: list[str]) -> int:
+def code_parser() -> ArgParser:
     p = ArgParser(prog="distkv client code", description="Code stored in the tree, for runners.")
     sub = p.add_subparsers(dest="op", required=True)
     s = sub.add_parser(
@@ -42,7 +43,11 @@ def run_code(cfg: dict, args: list[str]) -> int:
     s.add_argument("-s", "--script", metavar="FILE")
     s.add_argument("path")
     add_get_list_delete(sub, "piece of stored code", "stored code", arg="path")
-    a = p.parse_args(args)
+    return p
+
+
+def run_code(cfg: dict, args: list[str]) -> int:
+    a = code_parser().parse_args(args)
     if a.op == "set":
         a.code = (
             read_file(a.script)
@@ -79,7 +84,7 @@ async def _code(cfg: dict, a) -> int:
 # --- run ---
 
 
-def run_run(cfg: dict, args: list[str]) -> int:
+def run_parser() -> ArgParser:
     p = ArgParser(
         prog="distkv client run",
         description="Jobs: run stored code on any node's runner (default), on one node's"
@@ -109,7 +114,19 @@ def run_run(cfg: dict, args: list[str]) -> int:
     d.add_argument("path")
     r = sub.add_parser("all", help="be a runner for this set: run its jobs until interrupted")
     r.add_argument("-N", "--name", help="this runner's name (default: the host name)")
-    a = p.parse_args(args)
+    r.add_argument(
+        "--hw",
+        action="store_true",
+        help="own this host's hardware (gateways.gpio, gateways.owfs): jobs get it as hw;"
+        " only with -n or -g",
+    )
+    return p
+
+
+def run_run(cfg: dict, args: list[str]) -> int:
+    a = run_parser().parse_args(args)
+    if a.op == "all" and a.hw and a.node is None and a.group is None:
+        raise ConfigError("run all --hw needs -n NODE or -g GROUP: hardware is on one host")
     if a.op == "set" and a.time is not None and a.time < 1e9:
         a.time += time.time()
     return trio.run(_run, cfg, a)
@@ -120,15 +137,16 @@ async def _run(cfg: dict, a) -> int:
     async with open_client(cfg) as client:
         if a.op == "all":
             sys.stdout.reconfigure(line_buffering=True)  # job output shows as it happens
-            runner = Runner(client, node=a.node, group=a.group, name=a.name)
-            # SIGTERM (systemd) and Ctrl-C stop it cleanly: running jobs are cancelled
-            # and its heartbeat is removed, so the other runners take over at once
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(runner.serve)
-                    async for _ in signals:
-                        nursery.cancel_scope.cancel()
-                        break
+            async with _hardware(cfg, a) as hw:
+                runner = Runner(client, node=a.node, group=a.group, name=a.name, hw=hw)
+                # SIGTERM (systemd) and Ctrl-C stop it cleanly: running jobs are cancelled
+                # and its heartbeat is removed, so the other runners take over at once
+                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(runner.serve)
+                        async for _ in signals:
+                            nursery.cancel_scope.cancel()
+                            break
         elif a.op == "list":
             async for r in client.get_tree(jobs):
                 print(r.path)
@@ -166,20 +184,38 @@ async def _run(cfg: dict, a) -> int:
     return 0
 
 
+@contextlib.asynccontextmanager
+async def _hardware(cfg: dict, a):
+    """This host's hardware for ``run all --hw`` (hw.host), else None."""
+    if not a.hw:
+        yield None
+        return
+    from hw.host import open_hardware
+
+    async with open_hardware(cfg) as hw:
+        yield hw
+
+
 # --- error ---
 
 
-def run_error(cfg: dict, args: list[str]) -> int:
+def error_parser() -> ArgParser:
     p = ArgParser(prog="distkv client error", description="Errors that runners recorded.")
     sub = p.add_subparsers(dest="op", required=True)
     ls = sub.add_parser("list", help="list errors, optionally only those below PATH")
-    ls.add_argument("-d", "--as-dict", metavar="KEY", help="(accepted: the output is a tree)")
+    ls.add_argument(
+        "-d", "--as-dict", metavar="KEY", default="_", help="key for each path's errors (default _)"
+    )
     ls.add_argument("-a", "--all", action="store_true", help="with details (time, count)")
     ls.add_argument("-n", "--node", help="only errors seen by this runner")
     ls.add_argument("path", nargs="?", default=":")
     c = sub.add_parser("clear", help="forget the errors below PATH (default: all)")
     c.add_argument("path", nargs="?", default=":")
-    a = p.parse_args(args)
+    return p
+
+
+def run_error(cfg: dict, args: list[str]) -> int:
+    a = error_parser().parse_args(args)
     return trio.run(_error, cfg, a)
 
 
@@ -219,5 +255,5 @@ async def _error(cfg: dict, a) -> int:
             else:
                 merged.append((rel, d))
         if merged:
-            yprint(nest(merged, "_"))
+            yprint(nest(merged, a.as_dict))
     return 0

@@ -1,23 +1,25 @@
 """The ``distkv`` command: parse arguments, call the library, format the result.
 
 Thin on purpose: every command is a few lines around a client call. Errors from the
-library are printed as ``ErrorClass: message`` on stderr with a non-zero exit code;
-a traceback means a bug.
+library are printed as one line ``ErrorClass: message`` on stderr with a non-zero exit
+code (also when trio wrapped the error in an ExceptionGroup); a traceback means a bug.
+
+Nothing is imported before the command that needs it runs (see :mod:`.commands`):
+a one-shot command is started by shell scripts and Node-RED ``exec`` nodes, once per
+value, so its start-up time is the user's latency.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import copy
+import os
 import sys
 from typing import Any
 
-import trio
-
 from .. import config as _config
 from ..exceptions import DistKVError
-
-logger = logging.getLogger(__name__)
+from .commands import TOP
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -27,14 +29,32 @@ class UsageError(DistKVError):
     code = "usage"
 
 
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's formatter, told the terminal width: left to find it out itself, it
+    imports shutil (and with it bz2, lzma, ...) for every parser, also when no help is
+    printed."""
+    try:
+        width = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        try:
+            width = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            width = 80
+    return argparse.HelpFormatter(prog, width=max(width, 40) - 2)
+
+
 class ArgParser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so errors print our way."""
+
+    def __init__(self, *args, **kw):
+        kw.setdefault("formatter_class", _help_formatter)
+        super().__init__(*args, **kw)
 
     def error(self, message: str):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _global_parser() -> ArgParser:
+def global_parser() -> ArgParser:
     p = ArgParser(prog="distkv", description="DistKV: a distributed key-value store")
     p.add_argument(
         "-c",
@@ -54,19 +74,42 @@ def _global_parser() -> ArgParser:
     )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors")
-    p.add_argument("command", nargs="?", help="server | client | dump")
-    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.add_argument("command", nargs="?", choices=sorted(TOP), help="what to do")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the command's arguments (try --help)")
     return p
 
 
-def setup_logging(cfg: dict, verbose: int, quiet: bool) -> None:
+def _verbosity(cfg: dict, verbose: int, quiet: bool) -> None:
+    """``-v``/``-q`` override ``logging.level``."""
+    if verbose or quiet:
+        level = "ERROR" if quiet else "INFO" if verbose == 1 else "DEBUG"
+        cfg.setdefault("logging", {})["level"] = level
+
+
+def setup_logging(cfg: dict) -> None:
+    """Log to stderr at ``logging.level``, with time and logger name. Called before a
+    command runs, or by the command itself where only some of its forms log (see
+    ``logs`` in :mod:`.commands`).
+
+    Under systemd (stderr connected to the journal, ``JOURNAL_STREAM``) records go to
+    journald with their priority: through systemd-python's JournalHandler when it is
+    installed (the ``systemd`` extra), else as ``<N>`` syslog prefixes on stderr,
+    which journald reads as the priority; journald adds the time itself."""
+    import logging
+
     level = cfg.get("logging", {}).get("level", "WARNING")
     if isinstance(level, str):
         level = getattr(logging, level.upper(), logging.WARNING)
-    if verbose:
-        level = logging.INFO if verbose == 1 else logging.DEBUG
-    if quiet:
-        level = logging.ERROR
+    if os.environ.get("JOURNAL_STREAM"):
+        try:
+            from systemd.journal import JournalHandler  # type: ignore[import-not-found]
+        except ImportError:
+            handler = logging.StreamHandler()
+            handler.setFormatter(_SyslogPrefixFormatter("%(name)s: %(message)s"))
+        else:
+            handler = JournalHandler(SYSLOG_IDENTIFIER="distkv")
+        logging.basicConfig(level=level, handlers=[handler])
+        return
     logging.basicConfig(
         level=level,
         format="%(asctime)s.%(msecs)03d %(levelname)s:%(name)s:%(message)s",
@@ -74,50 +117,129 @@ def setup_logging(cfg: dict, verbose: int, quiet: bool) -> None:
     )
 
 
+def _syslog_priority(levelno: int) -> int:
+    """logging level -> syslog priority (3 err, 4 warning, 6 info, 7 debug)."""
+    return (
+        2
+        if levelno >= 50
+        else 3
+        if levelno >= 40
+        else 4
+        if levelno >= 30
+        else 6
+        if levelno >= 20
+        else 7
+    )
+
+
+class _SyslogPrefixFormatter:
+    """``<N>message`` lines for journald; a traceback stays in the same record."""
+
+    def __init__(self, fmt: str):
+        import logging
+
+        self._inner = logging.Formatter(fmt)
+
+    def format(self, record) -> str:
+        text = self._inner.format(record)
+        prio = _syslog_priority(record.levelno)
+        return "\n".join(f"<{prio}>{line}" for line in text.split("\n"))
+
+
 def cmd(argv: list[str] | None = None) -> None:
     """Entry point of the ``distkv`` command."""
     sys.exit(main(argv))
 
 
-def main(argv: list[str] | None = None) -> int:
+def error_line(exc: BaseException) -> str | None:
+    """The one line the CLI prints for ``exc``, or None if it is not a DistKV error
+    (a bug: its traceback is wanted).
+
+    trio reports an error raised inside a nursery as an ExceptionGroup; one holding a
+    single error is that error, and a group of DistKV errors prints one line each.
+    """
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, BaseExceptionGroup):
+        lines = [error_line(e) for e in exc.exceptions]
+        return None if None in lines else "\n".join(lines)
+    if isinstance(exc, UsageError):
+        return str(exc)
+    if isinstance(exc, DistKVError):
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _only(exc: BaseException, kind: type[BaseException]) -> bool:
+    """``exc`` is a ``kind``, possibly inside ExceptionGroups of one."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return isinstance(exc, kind)
+
+
+def main(argv: list[str] | None = None, *, cfg: dict | None = None) -> int:
+    """Run one ``distkv`` command line; returns the exit code (``--help``: 0).
+
+    ``cfg`` replaces the configuration files (``-C`` overrides still apply): tests use
+    it to point a command at their server (see :mod:`distkv.testing.cli`).
+    """
     argv = sys.argv[1:] if argv is None else argv
     try:
-        g = _global_parser().parse_args(argv)
-        cfg = _config.load(g.cfg, g.conf)
-        setup_logging(cfg, g.verbose, g.quiet)
+        g = global_parser().parse_args(argv)
         if g.command is None:
-            _global_parser().print_help()
+            global_parser().print_help()
             return EXIT_USAGE
-        if g.command == "server":
-            from .server import run_server
+        if cfg is None:
+            cfg = _config.load(g.cfg, g.conf)
+        else:
+            cfg = copy.deepcopy(cfg)  # commands change it (client -H, -p)
+            for item in g.conf:
+                _config.set_dotted(cfg, *_config.parse_override(item))
+        _verbosity(cfg, g.verbose, g.quiet)
+        command = TOP[g.command]
+        if command.logs:
+            setup_logging(cfg)
+        return command.runner()(cfg, g.args)
+    except SystemExit as exc:  # --help (argparse exits after printing it)
+        if exc.code is None:
+            return 0
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    except BaseException as exc:
+        if _only(exc, KeyboardInterrupt):
+            return 130
+        if _only(exc, BrokenPipeError):
+            return EXIT_ERROR
+        line = error_line(exc)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return EXIT_USAGE if _only(exc, UsageError) else EXIT_ERROR
 
-            return run_server(cfg, g.args)
-        if g.command == "client":
-            from .client import run_client
 
-            return run_client(cfg, g.args)
-        if g.command == "dump":
-            return run_dump(cfg, g.args)
-        raise UsageError(f"unknown command {g.command!r}: use server, client or dump")
-    except UsageError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
-    except DistKVError as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return EXIT_ERROR
+def dump_parser() -> ArgParser:
+    p = ArgParser(prog="distkv dump", description="Show the effective configuration.")
+    p.add_argument(
+        "what",
+        choices=["cfg", "schema"],
+        help="cfg: the effective configuration; schema: every key, its type, default, meaning",
+    )
+    p.add_argument("key", nargs="?", help="only this dotted key")
+    return p
 
 
 def run_dump(cfg: dict, args: list[str]) -> int:
     from .output import yprint
 
-    p = ArgParser(prog="distkv dump")
-    p.add_argument("what", choices=["cfg"], help="cfg: the effective configuration")
-    p.add_argument("key", nargs="?", help="only this dotted key")
-    a = p.parse_args(args)
+    a = dump_parser().parse_args(args)
+    if a.what == "schema":
+        from ..config import SCHEMA
+        from ..schema import describe
+
+        for key, typ, default, help in describe(SCHEMA):
+            if a.key and not key.startswith(a.key):
+                continue
+            print(f"{key}: {typ}; default {default!r}" + (f"  # {help}" if help else ""))
+        return 0
     data: Any = cfg
     if a.key:
         for k in a.key.split("."):
@@ -126,7 +248,3 @@ def run_dump(cfg: dict, args: list[str]) -> int:
             data = data[k]
     yprint(data)
     return 0
-
-
-def run_trio(fn, *args) -> Any:
-    return trio.run(fn, *args)

@@ -8,7 +8,8 @@ from typing import Any
 import yaml
 
 from ..core.path import Path
-from ..core.types import NotGiven, attrdict
+from ..core.types import NotGiven
+from ..result import attrdict
 
 
 class Dumper(yaml.SafeDumper):

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import ast
 import logging
+import os
 import signal
 import sys
 
 import trio
 
-from ..core.types import NotGiven, unwrap_group
+from ..core.types import NotGiven
+from ..groups import unwrap_group
 from ..server.notify import sd_notify
 from .main import ArgParser
 
 logger = logging.getLogger(__name__)
 
 
-def run_server(cfg: dict, args: list[str]) -> int:
+def server_parser() -> ArgParser:
     p = ArgParser(prog="distkv server", description="Run a DistKV node.")
     p.add_argument(
         "-i",
@@ -39,7 +41,11 @@ def run_server(cfg: dict, args: list[str]) -> int:
     p.add_argument("-H", "--host", help="bind address (server.bind_default.host)")
     p.add_argument("-p", "--port", type=int, help="port (server.bind_default.port)")
     p.add_argument("name", help="this node's name (unique in the network)")
-    a = p.parse_args(args)
+    return p
+
+
+def run_server(cfg: dict, args: list[str]) -> int:
+    a = server_parser().parse_args(args)
     if a.host:
         cfg["server"]["bind_default"]["host"] = a.host
     if a.port is not None:
@@ -67,8 +73,47 @@ async def _main(cfg: dict, name: str, init, load: list[str]) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_signals, nursery.cancel_scope)
         await nursery.start(server.serve)
+        host, port = server.ports[0]
+        await _until_serving(server, f"{host}:{port}")
         print("Running.", flush=True)
-        sd_notify(READY=1, STATUS=f"serving on {server.ports[0][0]}:{server.ports[0][1]}")
+        sd_notify(READY=1, STATUS=f"serving on {host}:{port}")
+        watchdog = _watchdog_interval()
+        if watchdog:
+            nursery.start_soon(_watchdog, watchdog)
+
+
+async def _until_serving(server, where: str) -> None:
+    """``Running.`` and READY=1 mean "serving current data": a joining node first
+    syncs, a restarted one first catches up. Meanwhile STATUS= says what it does."""
+    last = None
+    while not server.serving:
+        rep = server.replicator
+        status = rep.status if rep is not None else "starting"
+        if status != last:
+            sd_notify(STATUS=f"{status} (listening on {where})")
+            last = status
+        await trio.sleep(0.05)
+
+
+def _watchdog_interval() -> float | None:
+    """Half of systemd's ``WatchdogSec`` (``WATCHDOG_USEC``), if it is for us."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return int(usec) / 2e6
+    except ValueError:
+        return None
+
+
+async def _watchdog(interval: float) -> None:
+    """WATCHDOG=1 while the event loop runs: a task that is scheduled on time proves
+    the loop is not stuck (a stored script looping, a blocking call). A broker outage
+    must not count: a node keeps serving through one."""
+    while True:
+        sd_notify(WATCHDOG=1)
+        await trio.sleep(interval)
 
 
 async def _signals(scope: trio.CancelScope) -> None:

@@ -103,7 +103,7 @@ async def _show_tree(client, base: Path, empty: str) -> None:
 # --- type ---
 
 
-def run_type(cfg: dict, args: list[str]) -> int:
+def type_parser() -> ArgParser:
     p = ArgParser(
         prog="distkv client type",
         description="Value types: checks that values written to matching paths must pass.",
@@ -125,7 +125,11 @@ def run_type(cfg: dict, args: list[str]) -> int:
     m.add_argument("-t", "--type", help="the type name")
     m.add_argument("-d", "--delete", action="store_true", help="remove the binding")
     m.add_argument("pattern")
-    a = p.parse_args(args)
+    return p
+
+
+def run_type(cfg: dict, args: list[str]) -> int:
+    a = type_parser().parse_args(args)
     return trio.run(_type, cfg, a)
 
 
@@ -176,7 +180,7 @@ async def _type(cfg: dict, a) -> int:
 # --- codec ---
 
 
-def run_codec(cfg: dict, args: list[str]) -> int:
+def codec_parser() -> ArgParser:
     p = ArgParser(
         prog="distkv client codec",
         description="Codecs: translate values for users whose aux 'codec' names a converter.",
@@ -206,7 +210,11 @@ def run_codec(cfg: dict, args: list[str]) -> int:
     c.add_argument("-d", "--delete", action="store_true", help="remove the binding")
     c.add_argument("converter")
     c.add_argument("pattern", nargs="?")
-    a = p.parse_args(args)
+    return p
+
+
+def run_codec(cfg: dict, args: list[str]) -> int:
+    a = codec_parser().parse_args(args)
     return trio.run(_codec, cfg, a)
 
 

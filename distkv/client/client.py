@@ -39,14 +39,15 @@ import trio
 from .. import config as _config
 from ..busypoll import default_budget_us
 from ..core.path import P, Path
-from ..core.types import NotGiven, attrdict, unwrap_group
+from ..core.types import NotGiven
 from ..exceptions import (
     ClientError,
-    ConfigError,
     DistKVError,
     ServerClosedError,
     error_from_wire,
 )
+from ..groups import unwrap_group
+from ..result import attrdict
 from ..wire.protocol import (
     ClientProtocol,
     ConnectionBroken,
@@ -74,28 +75,6 @@ def _path(p: Any) -> Path:
     if isinstance(p, str):
         return P(p)
     return Path.build(p)
-
-
-def server_list(c: Mapping) -> list[tuple[str, int]]:
-    """``connect.servers`` (``["host:port", ...]``) or ``connect.host``/``port``."""
-    servers = c.get("servers")
-    default_port = int(c.get("port") or _config.DEFAULT_PORT)
-    if not servers:
-        return [(c.get("host") or "127.0.0.1", default_port)]
-    if isinstance(servers, str):
-        servers = [s for s in servers.replace(",", " ").split() if s]
-    out = []
-    for s in servers:
-        if not isinstance(s, str) or not s:
-            raise ConfigError(f"connect.servers: {s!r} is not 'host' or 'host:port'")
-        host, sep, port = s.rpartition(":") if s.count(":") == 1 else (s, "", "")
-        if not sep:
-            host, port = s, ""
-        try:
-            out.append((host.strip("[]"), int(port) if port else default_port))
-        except ValueError:
-            raise ConfigError(f"connect.servers: {s!r} has a bad port") from None
-    return out
 
 
 class _Waiter:
@@ -374,7 +353,7 @@ class Client:
     def __init__(self, cfg: dict, *, stream: trio.abc.Stream | None = None):
         self.cfg = cfg
         c = cfg["connect"]
-        self._servers = server_list(c)
+        self._servers = _config.server_list(c)
         self._given_stream = stream
         self.reconnects = stream is None and bool(c.get("reconnect", True))
         budget = c.get("busy_poll")
@@ -699,9 +678,9 @@ async def open_client(
                 await client._connect_first()
                 auth = client.cfg["connect"].get("auth")
                 if auth:
-                    from ..auth.client import login
+                    from ..auth.base import login_message
 
-                    await login(client, auth)
+                    await client.login(login_message(auth))
                 if client.reconnects:
                     nursery.start_soon(client._keep_connected)
                 yield client

@@ -30,11 +30,6 @@ def covers(chain: Iterable[Link], link: Link) -> bool:
     return False
 
 
-def prepend(chain: Chain, node: str, tick: int) -> Chain:
-    """The chain after a local write by ``node``: its old link dropped, the new one first."""
-    return ((node, tick), *(lk for lk in chain if lk[0] != node))
-
-
 def merge(head: Link, a: Iterable[Link], b: Iterable[Link]) -> Chain:
     """Pointwise maximum of two chains, headed by ``head`` (the winning write)."""
     links = as_dict(a)

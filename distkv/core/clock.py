@@ -15,8 +15,3 @@ def next_tock(last: int, now_ms: int) -> int:
     """The tock for a new local event, given the last tock and the wall clock in ms."""
     t = now_ms << SHIFT
     return t if t > last else last + 1
-
-
-def tock_ms(tock: int) -> int:
-    """Wall-clock milliseconds encoded in a tock (for display)."""
-    return tock >> SHIFT

@@ -159,7 +159,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from . import tree as trees
-from .clock import SHIFT
+from .clock import next_tock
 from .path import Path
 from .ticks import TickSet
 from .types import NotGiven
@@ -282,10 +282,7 @@ class Replica:
         """
         name = self.name
         self.tick = tick = self.tick + 1
-        t = now_ms << SHIFT
-        if t <= self.tock:
-            t = self.tock + 1
-        self.tock = t
+        self.tock = t = next_tock(self.tock, now_ms)
         e = self.tree.ensure(path)
         old = 0
         if e.node == name:
@@ -580,6 +577,11 @@ class Replica:
             )
 
     # --- periodic work ---------------------------------------------------------------------
+
+    @property
+    def tombstone_count(self) -> int:
+        """Deletions still remembered (until every live peer has seen them)."""
+        return len(self._tombstones)
 
     @property
     def ready(self) -> bool:

@@ -1,8 +1,10 @@
 """The command table: one function per client action.
 
 Plain functions handle a request synchronously and return the reply map (no awaits,
-so the batch loop in :mod:`.session` stays fast); ``async`` ones are streams and send
-their items through the session. ``docs/protocol.md`` describes each action.
+so the batch loop in :mod:`.session` stays fast); ``async`` ones wait (a login) and
+then reply; streams send their items through the session. :data:`COMMANDS` at the end
+of this module is the whole table, written out: a new action is a function here and a
+line there. ``docs/protocol.md`` describes each action.
 """
 
 from __future__ import annotations
@@ -13,25 +15,15 @@ import trio
 
 from ..core.path import Path, sort_key
 from ..core.types import NotGiven
-from ..exceptions import ClientChainError, ClientError, PermissionDenied
-from .watch import Watcher, encode_item
+from ..exceptions import ClientChainError, ClientError, NotReadyError, PermissionDenied
+from .watch import Watcher, encode_item, entry_message
 
 if TYPE_CHECKING:
     from .server import Server
     from .session import Session
 
-COMMANDS: dict[str, tuple[Any, str]] = {}
-
-
-def command(name: str, kind: str = "sync"):
-    """Register an action. ``kind``: "sync" (returns the reply at once), "async"
-    (awaits, then replies once) or "stream" (start, items, end)."""
-
-    def deco(fn):
-        COMMANDS[name] = (fn, kind)
-        return fn
-
-    return deco
+#: Entries per message of a ``sync_dump`` stream.
+DUMP_CHUNK = 256
 
 
 def get_path(server: Server, msg: dict, key: str = "path") -> Path:
@@ -74,12 +66,10 @@ def check_chain(e, chain: Any, path: Path) -> None:
         raise ClientChainError(f"{path} was changed by somebody else (stale chain)")
 
 
-@command("ping")
 def cmd_ping(server: Server, session: Session, msg: dict) -> dict:
     return {"node": server.name, "tock": server.replica.tock}
 
 
-@command("get_value")
 def cmd_get_value(server: Server, session: Session, msg: dict) -> dict:
     path = get_path(server, msg)
     server.check_acl(session, path, "r")
@@ -97,7 +87,6 @@ def cmd_get_value(server: Server, session: Session, msg: dict) -> dict:
     return res
 
 
-@command("set_value")
 def cmd_set_value(server: Server, session: Session, msg: dict) -> dict:
     path = get_path(server, msg)
     if "value" not in msg:
@@ -117,7 +106,6 @@ def cmd_set_value(server: Server, session: Session, msg: dict) -> dict:
     return {"tock": e.tock, "chain": [[e.node, e.tick]]}
 
 
-@command("delete_value")
 def cmd_delete_value(server: Server, session: Session, msg: dict) -> dict:
     path = get_path(server, msg)
     server.check_acl(session, path, "d")  # before the chain check, which tells what exists
@@ -130,7 +118,6 @@ def cmd_delete_value(server: Server, session: Session, msg: dict) -> dict:
     return {"changed": True, "tock": e.tock}
 
 
-@command("delete_tree")
 def cmd_delete_tree(server: Server, session: Session, msg: dict) -> dict:
     path = get_path(server, msg)
     paths = [path + rel for rel, _ in server.replica.tree.walk(path, sort=False, only="values")]
@@ -149,7 +136,6 @@ def cmd_delete_tree(server: Server, session: Session, msg: dict) -> dict:
     return {"count": len(paths)}
 
 
-@command("list")
 def cmd_list(server: Server, session: Session, msg: dict) -> dict:
     path = get_path(server, msg)
     server.check_acl(session, path, "r")
@@ -172,15 +158,6 @@ def _has_data(e) -> bool:
         if e.children:
             stack.extend(e.children.values())
     return False
-
-
-def _entry_msg(seq: int, rel: tuple, e, nchain: int) -> dict:
-    m: dict[str, Any] = {"seq": seq, "path": Path._from_tuple(rel), "tock": e.tock}
-    if e.value is not NotGiven:
-        m["value"] = e.value
-    if nchain:
-        m["chain"] = e.chain_list(nchain)
-    return m
 
 
 def _stream_args(server: Server, msg: dict) -> tuple[Path, int, int, int, int]:
@@ -222,19 +199,17 @@ async def _send_entries(server: Server, session: Session, msg: dict) -> None:
         acl = session.acl  # re-read: rights may change while we pause
         if acl is not None and not acl.allowed(path + rel, "r"):
             continue
-        m = _entry_msg(seq, rel, e, nchain)
+        m = entry_message(seq, rel, e, nchain)
         if conv is not None:
             encode_item(conv, path + rel, m)
         await session.stream_send(seq, m)
 
 
-@command("get_tree", kind="stream")
 async def cmd_get_tree(server: Server, session: Session, msg: dict) -> None:
     """Stream every entry with a value below ``path`` (see :func:`_send_entries`)."""
     await _send_entries(server, session, msg)
 
 
-@command("watch", kind="stream")
 async def cmd_watch(server: Server, session: Session, msg: dict) -> None:
     """Send changes below ``path`` until stopped; with ``fetch`` first the current state.
 
@@ -261,7 +236,6 @@ async def cmd_watch(server: Server, session: Session, msg: dict) -> None:
     await trio.sleep_forever()
 
 
-@command("stop")
 def cmd_stop(server: Server, session: Session, msg: dict) -> dict:
     task = msg.get("task")
     if type(task) is not int:
@@ -269,17 +243,14 @@ def cmd_stop(server: Server, session: Session, msg: dict) -> dict:
     return {"stopped": session.stop_stream(task)}
 
 
-@command("get_state")
 def cmd_get_state(server: Server, session: Session, msg: dict) -> dict:
     return server.state()
 
 
-@command("auth", kind="async")
 async def cmd_auth(server: Server, session: Session, msg: dict) -> dict:
     return await server.login(session, msg)
 
 
-@command("log")
 def cmd_log(server: Server, session: Session, msg: dict) -> dict:
     """``client log dest``: write the state (unless incremental), then every change."""
     if msg.get("oneshot"):
@@ -287,8 +258,50 @@ def cmd_log(server: Server, session: Session, msg: dict) -> dict:
     return {"file": server.log_dest(session, msg.get("file"), bool(msg.get("incremental")))}
 
 
-@command("log_stop")
 def cmd_log_stop(server: Server, session: Session, msg: dict) -> dict:
     if session.acl is not None:  # as for starting one: only unrestricted users
         raise PermissionDenied(f"{session.user} may not stop the server's log")
     return {"stopped": server.log_stop()}
+
+
+async def cmd_sync_dump(server: Server, session: Session, msg: dict) -> None:
+    """Stream this node's :meth:`Replica.dump` to a joining node.
+
+    Items are ``{"items": [dump message, ...]}`` chunks. Needs unrestricted access
+    (the dump holds the whole tree, system entries included) and a ready node.
+    """
+    if session.acl is not None:
+        raise PermissionDenied(f"{session.user} may not read the full replication dump")
+    r = server.replica
+    if not r.ready:
+        raise NotReadyError(f"node {server.name} is not ready; sync from another node")
+    seq = msg["seq"]
+    chunk: list[dict] = []
+    for m in r.dump():
+        chunk.append(m)
+        if len(chunk) >= DUMP_CHUNK:
+            await session.stream_send(seq, {"seq": seq, "items": chunk})
+            chunk = []
+            await trio.lowlevel.checkpoint()
+    if chunk:
+        await session.stream_send(seq, {"seq": seq, "items": chunk})
+
+
+#: action -> (function, kind). kind: "sync" (returns the reply at once), "async"
+#: (awaits, then replies once) or "stream" (start, items, end).
+COMMANDS: dict[str, tuple[Any, str]] = {
+    "ping": (cmd_ping, "sync"),
+    "get_value": (cmd_get_value, "sync"),
+    "set_value": (cmd_set_value, "sync"),
+    "delete_value": (cmd_delete_value, "sync"),
+    "delete_tree": (cmd_delete_tree, "sync"),
+    "list": (cmd_list, "sync"),
+    "get_tree": (cmd_get_tree, "stream"),
+    "watch": (cmd_watch, "stream"),
+    "stop": (cmd_stop, "sync"),
+    "get_state": (cmd_get_state, "sync"),
+    "auth": (cmd_auth, "async"),
+    "log": (cmd_log, "sync"),
+    "log_stop": (cmd_log_stop, "sync"),
+    "sync_dump": (cmd_sync_dump, "stream"),
+}

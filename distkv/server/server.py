@@ -18,10 +18,11 @@ import trio
 from .. import __version__
 from ..auth import LoginLimiter, get_method, start_login
 from ..busypoll import default_budget_us
+from ..core import tree as trees
 from ..core.acl import AclTable, user_path
 from ..core.codecs import CodecRegistry
 from ..core.path import Path
-from ..core.replica import Replica
+from ..core.replica import DROPPED, Replica
 from ..core.types import NotGiven
 from ..core.valuetypes import TypeRegistry
 from ..exceptions import (
@@ -29,6 +30,7 @@ from ..exceptions import (
     ConfigError,
     DistKVError,
     PermissionDenied,
+    ServerError,
     StorageError,
 )
 from .commands import COMMANDS
@@ -64,10 +66,32 @@ def _server_ssl_context(cfg: Any):
 class Server:
     """A DistKV node: the tree, its clients, and the hooks every change goes through."""
 
-    def __init__(self, name: str, cfg: dict, *, init: Any = NotGiven, bus: Any = None):
+    def __init__(
+        self,
+        name: str,
+        cfg: dict,
+        *,
+        init: Any = NotGiven,
+        bus: Any = None,
+        clock: Callable[[], int] | None = None,
+        connect: Callable[[str, tuple], Any] | None = None,
+        replica: dict | None = None,
+        disk_write: Callable[[int, Any], int] | None = None,
+    ):
+        """``bus``: what to replicate over instead of ``server.mqtt`` (a
+        :class:`~distkv.bus.memory.MemoryNetwork` in tests). ``clock``: wall-clock
+        milliseconds that stamp writes (tests pass trio's, so that virtual time drives
+        whole clusters). ``connect``: how a joining node reaches a peer's client port
+        (default TCP). ``replica``: timing overrides for the replica, over
+        ``server.replication``. Everything a node depends on comes in here."""
+        #: the ``os.write`` of the state directory (tests pass one that fails like a
+        #: full disk; see storage/statedir.py)
+        self.disk_write = disk_write
         self.name = name
         self.cfg = cfg
-        self.replica = Replica(name)
+        # timing knobs: the config's (checked against the schema), then the caller's
+        knobs = {**(cfg["server"].get("replication") or {}), **(replica or {})}
+        self.replica = Replica(name, **knobs)
         self.watches = WatchRegistry()
         self.commands = dict(COMMANDS)
         self.sessions: set[Session] = set()
@@ -85,16 +109,12 @@ class Server:
         # Replication (distkv.server.replication.Replicator) when a bus is configured;
         # without one the replica's outgoing messages are simply dropped.
         self.replicator = None
-        # What the replicator connects to: ``bus`` (e.g. a MemoryNetwork in tests) if
-        # given, else ``server.mqtt`` when its uri is set; None: no bus (local only).
-        self.bus_target = bus
-        # Extra keyword arguments for the Replicator (tests: clock, connect, replica).
-        self.repl_options: dict[str, Any] = {}
+        self._bus = bus
+        self._connect_peer = connect
         self.ports: list[tuple[str, int]] = []
         self.started = trio.Event()
-        # Wall-clock milliseconds that stamp writes (the hybrid logical clock); tests
-        # replace it so that trio's clock drives whole clusters.
-        self.clock_ms: Callable[[], int] = now_ms
+        # Wall-clock milliseconds that stamp writes (the hybrid logical clock).
+        self.clock_ms: Callable[[], int] = clock or now_ms
         bp = cfg["server"].get("busy_poll")
         self.busy_poll_us: float = default_budget_us() if bp is None else float(bp)
 
@@ -119,6 +139,36 @@ class Server:
             self.storage.append_entry(path, e)
         if self.logfile is not None:
             self.logfile.append_entry(path, e)
+
+    def replicated(self, changes: list) -> None:
+        """Changes the replica made from the bus, a sync or a repair: this is how they
+        reach the watchers, persistence and log files (as local ones do through
+        :meth:`changed`). ``changes``: ``(path, entry, merge code)``."""
+        for path, e, code in changes:
+            if code == trees.MERGE_SAME:
+                continue
+            if code == DROPPED:
+                self.purged(path, e, notify=True)
+            elif code == trees.MERGE_KEPT:
+                # our value stays, only the chain grew: persist it, nothing to show
+                if self.storage is not None:
+                    self.storage.append_entry(path, e)
+                if self.logfile is not None:
+                    self.logfile.append_entry(path, e)
+            else:
+                self.changed(path, e, code >= trees.MERGE_CONFLICT_TAKEN)
+
+    def purged(self, path: tuple, e, *, notify: bool) -> None:
+        """A tombstone (or a dropped entry) left the tree; ``notify``: watchers and the
+        system indexes hear of it too."""
+        if notify:
+            if path and path[0] is None:
+                self._system_changed(path, e)
+            self.watches.notify(path, e)
+        if self.storage is not None:
+            self.storage.append_purge(path)
+        if self.logfile is not None:
+            self.logfile.append_purge(path)
 
     def _system_changed(self, path: tuple, e) -> None:
         if len(path) < 2:
@@ -366,6 +416,11 @@ class Server:
 
     # --- running ---
 
+    async def handle_client(self, stream: trio.abc.Stream) -> None:
+        """Serve one client connection until it ends (TCP, TLS or an in-memory
+        stream, as tests and in-process clients use)."""
+        await self._handle_client(stream)
+
     async def _handle_client(self, stream: trio.SocketStream) -> None:
         try:
             sock = getattr(stream, "transport_stream", stream).socket
@@ -432,6 +487,7 @@ class Server:
                     scfg["state_dir"],
                     fsync=scfg.get("fsync", "interval"),
                     interval=float(scfg.get("fsync_interval", 1.0)),
+                    **({"write": self.disk_write} if self.disk_write is not None else {}),
                 )
                 sd.load(self.replica)
                 self._rebuild_indexes()
@@ -441,7 +497,13 @@ class Server:
                 self.write(Path(), self.init)
                 self.after_batch()
             bind = scfg["bind_default"]
-            listeners = await trio.open_tcp_listeners(int(bind["port"]), host=bind.get("host"))
+            try:
+                listeners = await trio.open_tcp_listeners(int(bind["port"]), host=bind.get("host"))
+            except OSError as exc:
+                raise ServerError(
+                    f"cannot listen on {bind.get('host')}:{bind['port']}: {exc.strerror or exc}"
+                    " (server.bind_default)"
+                ) from None
             self.ports = [lst.socket.getsockname()[:2] for lst in listeners]
             ctx = _server_ssl_context(bind.get("ssl"))
             if ctx is not None:
@@ -456,8 +518,8 @@ class Server:
     def bus_config(self) -> Any:
         """The bus to replicate over: ``bus=`` if given, else ``server.mqtt`` (a uri or
         a mapping with ``uri``) unless its uri is null; None means no bus."""
-        if self.bus_target is not None:
-            return self.bus_target
+        if self._bus is not None:
+            return self._bus
         mq = self.cfg["server"].get("mqtt")
         if isinstance(mq, str):
             return mq or None
@@ -470,8 +532,13 @@ class Server:
         it still ticks the replica, which purges tombstones)."""
         from .replication import Replicator
 
-        rep = Replicator(self, self.bus_config(), **self.repl_options)
-        await rep.serve(task_status=task_status)
+        self.replicator = Replicator(
+            self,
+            self.bus_config(),
+            clock=self.clock_ms,
+            connect=self._connect_peer,
+        )
+        await self.replicator.serve(task_status=task_status)
 
 
 async def serve(

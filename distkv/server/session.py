@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..core.types import unwrap_group
 from ..exceptions import (
     ClientAuthRequiredError,
     ClientError,
@@ -43,6 +42,7 @@ from ..exceptions import (
     StreamOverflowError,
     UnknownActionError,
 )
+from ..groups import unwrap_group
 from ..wire.protocol import (
     ConnectionBroken,
     CreditGranted,

@@ -35,14 +35,20 @@ class Watcher:
         depth = len(rel)
         if depth < self.min_depth or (self.max_depth >= 0 and depth > self.max_depth):
             return None
-        msg: dict[str, Any] = {"seq": self.seq, "path": Path._from_tuple(rel), "tock": e.tock}
-        if e.value is not NotGiven:
-            msg["value"] = e.value
-        if self.nchain:
-            msg["chain"] = e.chain_list(self.nchain)
-        if conflict:
-            msg["conflict"] = True
-        return msg
+        return entry_message(self.seq, rel, e, self.nchain, conflict)
+
+
+def entry_message(seq: int, rel: tuple, e: Entry, nchain: int, conflict: bool = False) -> dict:
+    """The one form of an entry in a client stream (``get_tree``, a watch's dump and
+    its live events): relative path, tock, value unless deleted, chain on request."""
+    msg: dict[str, Any] = {"seq": seq, "path": Path._from_tuple(rel), "tock": e.tock}
+    if e.value is not NotGiven:
+        msg["value"] = e.value
+    if nchain:
+        msg["chain"] = e.chain_list(nchain)
+    if conflict:
+        msg["conflict"] = True
+    return msg
 
 
 def encode_item(conv: Any, path: tuple, msg: dict) -> None:

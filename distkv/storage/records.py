@@ -107,13 +107,6 @@ def _path_ext(path: Iterable[Any]) -> msgpack.ExtType:
     return codec.path_ext(path)
 
 
-def _chain_list(e: Entry) -> list:
-    out = [[e.node, e.tick]]
-    if e.prev:
-        out.extend([n, t] for n, t in e.prev)
-    return out
-
-
 # ---------------------------------------------------------------------------- encoding
 
 

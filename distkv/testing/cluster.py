@@ -31,9 +31,10 @@ import trio.testing
 from ..bus.memory import MemoryNetwork
 from ..client import Client, open_client
 from ..config import merge
-from ..core.types import NotGiven, unwrap_group
+from ..core.types import NotGiven
+from ..groups import unwrap_group
 from ..server import Server
-from .server import make_config, open_memory_client
+from .server import attach_stream, make_config, open_memory_client, serve_clients_in
 
 __all__ = ["TestCluster", "open_test_cluster", "tree_snapshot"]
 
@@ -93,20 +94,23 @@ class TestCluster:
         """Start node ``name`` (a new network's first node needs ``init``)."""
         if name in self.servers:
             raise ValueError(f"node {name} is running already")
-        server = Server(name, cfg or self.config(), init=init, bus=self.net)
-        server.clock_ms = self.clock  # writes are stamped with trio's clock too
-        server.repl_options = {
-            "clock": self.clock,
-            "connect": partial(self._connect, server),
-            "replica": {**self._replica, **(replica or {})},
-        }
+        cfg = cfg or self.config()
+        server = Server(
+            name,
+            cfg,
+            init=init,
+            bus=self.net,
+            clock=self.clock,  # writes are stamped with trio's clock too
+            connect=partial(self._connect, cfg),
+            replica={**self._replica, **(replica or {})},
+        )
         done = trio.Event()
 
         async def run(task_status=trio.TASK_STATUS_IGNORED):
             try:
                 with trio.CancelScope() as scope:
                     async with trio.open_nursery() as nursery:
-                        server._test_nursery = nursery
+                        serve_clients_in(server, nursery)
                         await nursery.start(server.serve)
                         self._scopes[name] = scope
                         task_status.started()
@@ -131,16 +135,14 @@ class TestCluster:
         await self._done.pop(name).wait()
 
     @asynccontextmanager
-    async def _connect(self, me: Server, peer: str, addr) -> AsyncIterator[Client]:
+    async def _connect(self, cfg: dict, peer: str, addr) -> AsyncIterator[Client]:
         """How a joining node reaches a peer's client protocol: an in-memory stream."""
         srv = self.servers.get(peer)
         if srv is None:
             from ..exceptions import ServerClosedError
 
             raise ServerClosedError(f"no such node {peer}")
-        a, b = trio.testing.memory_stream_pair()
-        srv._test_nursery.start_soon(srv._handle_client, b)
-        async with open_client(me.cfg, _stream=a) as client:  # with me's connect.auth
+        async with open_client(cfg, _stream=attach_stream(srv)) as client:  # with its auth
             yield client
 
     def client(self, name: str, **cfg: Any):

@@ -194,6 +194,3 @@ class Daemon:
     async def astop(self, *, kill: bool = False) -> int | None:
         """:meth:`stop` without blocking the trio loop."""
         return await trio.to_thread.run_sync(lambda: self.stop(kill=kill))
-
-    async def arestart(self) -> None:
-        await trio.to_thread.run_sync(self.restart)

@@ -63,6 +63,9 @@ class Mosquitto(Daemon):
             f"listener {self.port} {self.host}",
             "allow_anonymous true",
             "persistence false",
+            # as docs/operations.md recommends: without it mosquitto's replies to a
+            # node wait for that node's delayed ACK (Nagle), ~40 ms clumps
+            "set_tcp_nodelay true",
         ]
         if self.max_queued_messages is not None:
             lines.append(f"max_queued_messages {int(self.max_queued_messages)}")

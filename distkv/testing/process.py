@@ -53,8 +53,8 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.log = self.tmp / f"{name}.log"
 
-    def start(self, *args: str, timeout: float = 15) -> str:
-        """Start ``distkv server ARGS NAME``; returns its first stdout line."""
+    def launch(self, *args: str) -> subprocess.Popen:
+        """Start ``distkv server ARGS NAME`` without waiting for it (see :meth:`start`)."""
         self._logf = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "distkv", "server", *args, self.name],
@@ -64,6 +64,12 @@ class ServerProcess:
             env=self.env,
             text=True,
         )
+        return self.proc
+
+    def start(self, *args: str, timeout: float = 15) -> str:
+        """Start ``distkv server ARGS NAME``; returns its first stdout line
+        (``Running.`` once it serves)."""
+        self.launch(*args)
         deadline = time.monotonic() + timeout
         line = self.proc.stdout.readline()
         if not line:

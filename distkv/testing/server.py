@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +13,8 @@ import trio.testing
 
 from .. import config as _config
 from ..client import Client, open_client
-from ..core.types import NotGiven, unwrap_group
+from ..core.types import NotGiven
+from ..groups import unwrap_group
 from ..server import Server
 
 
@@ -24,15 +26,38 @@ def make_config(**over: Any) -> dict:
     return _config.merge(cfg, over) if over else cfg
 
 
+_CLIENT_NURSERIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def serve_clients_in(server: Server, nursery: trio.Nursery) -> None:
+    """Where :func:`attach_stream` runs ``server``'s in-memory client sessions."""
+    _CLIENT_NURSERIES[server] = nursery
+
+
+def attach_stream(server: Server, *, lockstep: bool = False) -> trio.abc.Stream:
+    """A new in-memory connection to ``server``: returns the client's end. With
+    ``lockstep`` the server's sends block until the client reads (a full TCP window)."""
+    pair = trio.testing.lockstep_stream_pair if lockstep else trio.testing.memory_stream_pair
+    a, b = pair()
+    _CLIENT_NURSERIES[server].start_soon(server.handle_client, b)
+    return a
+
+
 @asynccontextmanager
 async def open_test_server(
-    name: str = "test", *, init: Any = NotGiven, tcp: bool = False, cfg: dict | None = None
+    name: str = "test",
+    *,
+    init: Any = NotGiven,
+    tcp: bool = False,
+    cfg: dict | None = None,
+    **server_kw: Any,
 ) -> AsyncIterator[Server]:
-    """A running :class:`Server`; with ``tcp`` it also listens on a free loopback port."""
-    server = Server(name, cfg or make_config(), init=init)
+    """A running :class:`Server`; with ``tcp`` it also listens on a free loopback port.
+    ``server_kw`` go to :class:`Server` (``disk_write``, ...)."""
+    server = Server(name, cfg or make_config(), init=init, **server_kw)
     with unwrap_group():
         async with trio.open_nursery() as nursery:
-            server._test_nursery = nursery
+            serve_clients_in(server, nursery)
             if tcp:
                 await nursery.start(server.serve)
             elif init is not NotGiven:
@@ -44,9 +69,7 @@ async def open_test_server(
 @asynccontextmanager
 async def open_memory_client(server: Server, **cfg: Any) -> AsyncIterator[Client]:
     """A client connected to ``server`` through an in-memory stream pair."""
-    a, b = trio.testing.memory_stream_pair()
-    server._test_nursery.start_soon(server._handle_client, b)
-    async with open_client(make_config(**cfg), _stream=a) as client:
+    async with open_client(make_config(**cfg), _stream=attach_stream(server)) as client:
         yield client
 
 
@@ -90,7 +113,6 @@ class RawSession:
 
 @asynccontextmanager
 async def open_raw_session(server: Server) -> AsyncIterator[RawSession]:
-    a, b = trio.testing.memory_stream_pair()
-    server._test_nursery.start_soon(server._handle_client, b)
+    a = attach_stream(server)
     yield RawSession(a)
     await a.aclose()

@@ -1,30 +1,21 @@
-"""The MQTT gateway: a DistKV subtree mirrored to MQTT topics, both ways.
+"""The MQTT gateway: real devices (Tasmota, Shelly, zigbee2mqtt, ...) and Home Assistant
+on one side, the DistKV tree on the other. See docs/gateways.md for the configuration.
 
-Devices and home-automation software that speak MQTT publish ``"ON"``, ``"21.5"`` on
-topics below ``topic``; the gateway writes them below ``path`` as the gateway's user,
-whose codec (if any) makes typed values of them. Every change below ``path``, from
-anywhere in the network, is published back (retained by default). The decisions are in
-:mod:`.bridge`; this module connects the client, the broker and the bridge.
+One process serves many *entities* (:mod:`.entity`: state/desired/online entries,
+commands only on a change of ``desired``, never retained) and optionally mirrors a
+subtree to a topic tree (:mod:`.bridge`, for plain setups). All decisions are in
+those pure modules; this module connects the client, the broker and them.
 
-Configuration (``gateways.mqtt``)::
-
-    uri: mqtt://localhost:1883   # the devices' broker (may be the replication broker)
-    topic: home                  # MQTT prefix
-    path: home                   # DistKV subtree
-    retain: true                 # publish retained, so late subscribers get the state
-    qos: 1
-    name: null                   # MQTT client name (default: distkv-gw-HOST)
-    max_pending: 10000           # messages queued while the broker is away
-
-The broker may go away: the gateway keeps retrying and the tree keeps serving; changes
-made meanwhile are published when it is back (QoS 1, queued by the bus; if more pile
-up than the bus may queue, the whole state is published again once it is back).
+The gateway publishes its status retained at ``<gateway_topic>/status`` (``online``;
+``offline`` as its last will and on a clean stop). The configuration is checked before
+anything connects (:func:`check_config`); a client id used by another client is
+reported in one line instead of the two kicking each other out forever.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
+from collections.abc import Mapping
 from typing import Any
 
 import trio
@@ -32,45 +23,154 @@ import trio
 from distkv.bus.base import BusOverflowError
 from distkv.bus.mqtt import open_mqtt_bus
 from distkv.exceptions import DistKVError
-from distkv.util import NotGiven, P
+from distkv.util import NotGiven
 
 from .bridge import Bridge
+from .config import DEFAULTS, GatewayConfig, check_config
+from .entity import Devices, Problem, Publish, Write
 
 logger = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "uri": "mqtt://localhost:1883",
-    "topic": "home",
-    "path": "home",
-    "retain": True,
-    "qos": 1,
-    "name": None,
-    "max_pending": 10_000,  # messages queued for the broker (e.g. while it is away)
-}
+__all__ = ["DEFAULTS", "Bridge", "Devices", "check_config", "serve"]
 
-__all__ = ["DEFAULTS", "Bridge", "serve"]
+# "session taken over" this often within a minute: another client has our client id
+MAX_TAKEOVERS = 3
+# device messages waiting for their tree writes
+_QUEUE = 10_000
 
 
-async def serve(client, cfg: dict, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Run the gateway until cancelled; started once the tree state is published and
-    the MQTT subscription is made."""
-    base = P(cfg["path"]) if isinstance(cfg["path"], str) else tuple(cfg["path"])
-    bridge = Bridge()
-    name = cfg.get("name") or f"distkv-gw-{socket.gethostname()}"
-    qos, retain = int(cfg["qos"]), bool(cfg["retain"])
+async def serve(client, cfg: Mapping | GatewayConfig, *, task_status=trio.TASK_STATUS_IGNORED):
+    """Run the gateway until cancelled; started once it is subscribed and has read the
+    tree's current state."""
+    gc = cfg if isinstance(cfg, GatewayConfig) else check_config(cfg)
+    devices = Devices(
+        gc.entities,
+        gateway_topic=gc.gateway_topic,
+        discovery=gc.discovery if any(s.discovery for s in gc.entities) else None,
+    )
     async with open_mqtt_bus(
-        cfg["uri"], cfg["topic"], name, client_id=name, max_pending=int(cfg["max_pending"])
+        gc.uri,
+        "",  # raw topics: the devices' own layouts
+        "gw",
+        client_id=gc.client_id,
+        max_pending=gc.max_pending,
+        will=b"offline",
+        presence_topic=devices.status_topic,
+        tls=gc.tls,
+        max_takeovers=MAX_TAKEOVERS,
     ) as bus:
+        await bus.set_presence(b"online")
+        shell = _Shell(client, bus, gc, devices)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(shell.announce_on_connect)
+            if gc.mirror_topic is not None:
+                await nursery.start(shell.mirror)
+            topics = devices.subscriptions()
+            if topics:
+                await nursery.start(shell.devices_in, topics)
+            for path in devices.watched_paths():
+                await nursery.start(shell.watch_desired, path)
+            # "started" means subscribed: a device message from now on is heard (the bus
+            # counts as connected once every subscription is confirmed)
+            await bus.wait_connected()
+            task_status.started()
+
+
+class _Shell:
+    """The I/O around :class:`Devices` and :class:`Bridge`."""
+
+    def __init__(self, client, bus, gc: GatewayConfig, devices: Devices) -> None:
+        self.client = client
+        self.bus = bus
+        self.gc = gc
+        self.devices = devices
+        self.dropped = 0
+
+    def publish(self, topic: str, payload: bytes, retain: bool) -> None:
+        try:
+            self.bus.publish_nowait(topic, payload, qos=self.gc.qos, retain=retain)
+        except BusOverflowError:
+            self.dropped += 1
+            logger.warning("MQTT queue full: %s not sent", topic)
+
+    async def run(self, actions: list) -> None:
+        """Carry out the decisions' actions, in order."""
+        for a in actions:
+            if isinstance(a, Publish):
+                self.publish(a.topic, a.payload, a.retain)
+            elif isinstance(a, Write):
+                self.devices.begin_write(a.path)
+                link = None
+                try:
+                    res = await self.client.set(a.path, a.value)
+                    link = res.chain[0]
+                except DistKVError as exc:
+                    logger.warning("%s: not stored: %s", ".".join(map(str, a.path)), exc)
+                await self.run(self.devices.end_write(a.path, link))
+            elif isinstance(a, Problem):
+                logger.warning("%s", a.text)
+
+    async def announce_on_connect(self) -> None:
+        """Home Assistant discovery after every (re)connect."""
+        while True:
+            await self.bus.wait_connected()
+            await self.run(self.devices.announce())
+            await self.bus.wait_disconnected()
+
+    async def devices_in(self, topics: list[str], *, task_status=trio.TASK_STATUS_IGNORED):
+        """Device messages -> decisions -> tree writes, in arrival order. Exact topics,
+        one subscription each (MQTT v5 subscription ids: one copy per message); their
+        handlers feed one bounded queue, so many entities cost no task each."""
+        send, recv = trio.open_memory_channel(_QUEUE)
+        lost = 0
+
+        def handler(msgs) -> None:
+            nonlocal lost
+            for m in msgs:
+                try:
+                    send.send_nowait(m)
+                except trio.WouldBlock:
+                    if not lost:
+                        logger.warning("MQTT gateway fell behind: dropping device messages")
+                    lost += 1
+
+        async with _subscribe_all(self.bus, topics, self.gc.qos, handler):
+            task_status.started()
+            async for msg in recv:
+                await self.run(self.devices.message(msg.topic, msg.payload, msg.retained))
+
+    async def watch_desired(self, path: tuple, *, task_status=trio.TASK_STATUS_IGNORED):
+        initial = True
+        async with self.client.watch(path, fetch=True, max_depth=0, nchain=1) as watch:
+            async for ev in watch:
+                if ev.get("state") == "uptodate":
+                    if initial:
+                        initial = False
+                        task_status.started()
+                    continue
+                if "path" not in ev:
+                    continue
+                chain = ev.get("chain") or [None]
+                await self.run(
+                    self.devices.desired_event(
+                        path, ev.get("value", NotGiven), chain[0], initial=initial
+                    )
+                )
+
+    async def mirror(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Mirror mode: ``path`` <-> ``topic/#`` (see :mod:`.bridge`)."""
+        gc, bus = self.gc, self.bus
+        base, prefix = gc.mirror_path, gc.mirror_topic + "/"
+        bridge = Bridge()
         dropped = 0
 
         def publish(items) -> None:
             nonlocal dropped
             for topic, payload in items:
                 try:
-                    bus.publish_nowait(topic, payload, qos=qos, retain=retain)
+                    bus.publish_nowait(prefix + topic, payload, qos=gc.qos, retain=gc.retain)
                 except BusOverflowError:
-                    # the broker has been away for a long time: the whole state is
-                    # published again when it is back (see _resync), so drop this
+                    # the broker has been away for long: everything is published again
                     if not dropped:
                         logger.warning("MQTT queue full: will republish everything later")
                     dropped += 1
@@ -82,47 +182,64 @@ async def serve(client, cfg: dict, *, task_status=trio.TASK_STATUS_IGNORED) -> N
                 await bus.wait_connected()
                 while dropped:  # again if more were dropped meanwhile
                     dropped = 0
-                    for topic, payload in bridge.initial():  # waiting for room this time
-                        await bus.publish(topic, payload, qos=qos, retain=retain)
+                    for topic, payload in bridge.initial():
+                        await bus.publish(prefix + topic, payload, qos=gc.qos, retain=gc.retain)
+
+        async def tree_to_mqtt(ready: trio.Event) -> None:
+            async with self.client.watch(base, fetch=True, nchain=1) as watch:
+                async for ev in watch:
+                    if ev.get("state") == "uptodate":
+                        ready.set()
+                        continue
+                    chain = ev.get("chain") or [None]
+                    publish(bridge.tree_event(tuple(ev.path), ev.get("value", NotGiven), chain[0]))
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(resync)
             ready = trio.Event()
-            nursery.start_soon(_tree_to_mqtt, client, base, bridge, publish, ready)
+            nursery.start_soon(tree_to_mqtt, ready)
             await ready.wait()
             publish(bridge.initial())
-            async with bus.subscribe("#") as sub:
+            async with bus.subscribe(prefix + "#", qos=gc.qos) as sub:
                 task_status.started()
                 async for msg in sub:
                     if msg.lost:
                         logger.warning("MQTT gateway fell behind: %d messages lost", msg.lost)
-                    action = bridge.mqtt_message(msg.topic, msg.payload, msg.retained)
+                    action = bridge.mqtt_message(
+                        msg.topic[len(prefix) :], msg.payload, msg.retained
+                    )
                     if action is not None:
-                        publish(await _write(client, base, bridge, *action))
+                        rel, value = action
+                        bridge.begin_write(rel)
+                        link = None
+                        try:
+                            if value is NotGiven:
+                                res = await self.client.delete(base + rel)
+                            else:
+                                res = await self.client.set(base + rel, value)
+                            link = (res.get("chain") or [None])[0]
+                        except DistKVError as exc:
+                            logger.warning("MQTT %s: not stored: %s", "/".join(rel), exc)
+                        publish(bridge.end_write(rel, link))
 
 
-async def _write(client, base: tuple, bridge: Bridge, rel: tuple, value: Any) -> list:
-    """Write one MQTT message into the tree; returns what still needs publishing."""
-    bridge.begin_write(rel)
-    tock = None
-    try:
-        if value is NotGiven:
-            res = await client.delete(base + rel)
-        else:
-            res = await client.set(base + rel, value)
-        tock = res.get("tock")
-    except DistKVError as exc:
-        # a codec or type check refused it, or an ACL: say so, keep going
-        logger.warning("MQTT %s: not stored: %s: %s", "/".join(rel), type(exc).__name__, exc)
-    return bridge.end_write(rel, tock)
+class _subscribe_all:
+    """Enter one subscription per topic (exact topics: no overlap, one copy each)."""
 
+    def __init__(self, bus, topics: list[str], qos: int, handler) -> None:
+        self.subs = [bus.subscribe(t, qos=qos, handler=handler) for t in topics]
 
-async def _tree_to_mqtt(client, base: tuple, bridge: Bridge, publish, ready: trio.Event):
-    async with client.watch(base, fetch=True) as watch:
-        async for ev in watch:
-            if ev.get("state") == "uptodate":
-                ready.set()
-                continue
-            if "codec_error" in ev:
-                logger.warning("%s: %s", base + tuple(ev.path), ev.codec_error)
-            publish(bridge.tree_event(tuple(ev.path), ev.get("value", NotGiven), ev.get("tock")))
+    async def __aenter__(self) -> list:
+        entered = []
+        try:
+            for s in self.subs:
+                entered.append(await s.__aenter__())
+        except BaseException:
+            for s in reversed(entered):
+                await s.__aexit__(None, None, None)
+            raise
+        return entered
+
+    async def __aexit__(self, *exc: Any) -> None:
+        for s in reversed(self.subs):
+            await s.__aexit__(*exc)

@@ -8,8 +8,12 @@ gateway user's codec (``auth user modify --aux codec=...``) turns ``"ON"`` into
 else as JSON; a deleted entry clears the retained topic (empty payload), and an empty
 payload from MQTT deletes the entry.
 
+Mirror mode: for plain setups (software that speaks MQTT), not for devices with real
+loads; use entities (:mod:`.entity`) for those.
+
 No loops: a change the gateway itself wrote (from MQTT) is not published back. It is
-recognised by the ``tock`` its write returned; a watch event that arrives before that
+recognised by the exact ``(node, tick)`` its write returned (the head link of the
+entry's chain; ``tock`` is not unique across nodes); a watch event that arrives before that
 write has returned is held until it has. A message the broker echoes back to us (we
 subscribe to what we publish) is recognised by topic and payload.
 
@@ -29,6 +33,7 @@ from distkv.util import NotGiven
 __all__ = ["Bridge", "payload_to_value", "rel_to_topic", "topic_to_rel", "value_to_payload"]
 
 _BAD_LEVEL = ("+", "#", "")
+Link = tuple[str, int]
 
 
 def topic_to_rel(topic: str) -> tuple:
@@ -69,9 +74,9 @@ class Bridge:
     """The gateway's decisions; the shell feeds it messages and events."""
 
     def __init__(self, echo_memory: int = 10_000):
-        self._ours: deque[int] = deque(maxlen=echo_memory)  # tocks of our own writes
-        self._ours_set: set[int] = set()
-        self._writing: dict[tuple, list[tuple[Any, int | None]]] = {}  # rel -> held events
+        self._ours: deque[Link] = deque(maxlen=echo_memory)  # links of our own writes
+        self._ours_set: set[Link] = set()
+        self._writing: dict[tuple, list[tuple[Any, Link | None]]] = {}  # rel -> held events
         self._published: dict[str, bytes] = {}  # topic -> payload we published last
         self.tree: dict[tuple, Any] = {}  # rel -> the value we last saw in the tree
         self.started = False  # the initial tree state has been read
@@ -95,35 +100,36 @@ class Bridge:
         """The shell is about to write ``rel``; hold its watch events until done."""
         self._writing.setdefault(rel, [])
 
-    def end_write(self, rel: tuple, tock: int | None) -> list[tuple[str, bytes]]:
-        """The write returned ``tock`` (None: it failed or changed nothing); returns
+    def end_write(self, rel: tuple, link: Link | None) -> list[tuple[str, bytes]]:
+        """The write returned ``link`` (``(node, tick)``; None: it failed); returns
         what the held events of ``rel`` still need published."""
-        if tock is not None:
-            self._remember(tock)
+        if link is not None:
+            self._remember((link[0], link[1]))
         out = []
-        for value, ev_tock in self._writing.pop(rel, ()):
-            out.extend(self.tree_event(rel, value, ev_tock))
+        for value, ev_link in self._writing.pop(rel, ()):
+            out.extend(self.tree_event(rel, value, ev_link))
         return out
 
-    def _remember(self, tock: int) -> None:
+    def _remember(self, link: Link) -> None:
         if len(self._ours) == self._ours.maxlen:
             self._ours_set.discard(self._ours[0])
-        self._ours.append(tock)
-        self._ours_set.add(tock)
+        self._ours.append(link)
+        self._ours_set.add(link)
 
     # --- tree -> MQTT
 
-    def tree_event(self, rel: tuple, value: Any, tock: int | None) -> list[tuple[str, bytes]]:
-        """A watch event (``value`` NotGiven: deleted) -> ``[(topic, payload)]`` to publish."""
+    def tree_event(self, rel: tuple, value: Any, link: Link | None) -> list[tuple[str, bytes]]:
+        """A watch event (``value`` NotGiven: deleted; ``link`` the head of its chain)
+        -> ``[(topic, payload)]`` to publish."""
         held = self._writing.get(rel)
         if held is not None:
-            held.append((value, tock))
+            held.append((value, link))
             return []
         self.tree[rel] = value
         if value is NotGiven:
             del self.tree[rel]
-        if tock is not None and tock in self._ours_set:
-            self._ours_set.discard(tock)
+        if link is not None and (link := (link[0], link[1])) in self._ours_set:
+            self._ours_set.discard(link)
             return []  # we wrote it, from MQTT
         if not self.started:
             return []  # the initial state is published in one go by initial()

@@ -4,6 +4,7 @@ configuration. The shared behaviour is in test_transport.py."""
 from __future__ import annotations
 
 import logging
+import socket
 
 import pytest
 import trio
@@ -36,10 +37,11 @@ async def recv(sub) -> Message:
 def test_parse_uri() -> None:
     assert parse_mqtt_uri("mqtt://broker") == ("broker", 1883, None, None)
     assert parse_mqtt_uri("mqtt://u:p%40ss@127.0.0.1:1884") == ("127.0.0.1", 1884, "u", "p@ss")
+    assert parse_mqtt_uri("mqtts://broker") == ("broker", 8883, None, None)  # TLS
 
 
 @pytest.mark.parametrize(
-    "bad", ["http://x", "mqtt://", "mqtt://h:notaport", "mqtt://h/path", "mqtts://h"]
+    "bad", ["http://x", "mqtt://", "mqtt://h:notaport", "mqtt://h/path", "mqtts://h/x"]
 )
 def test_parse_uri_rejects(bad: str) -> None:
     with pytest.raises(ConfigError):
@@ -215,3 +217,24 @@ async def test_mqtt_v311_basics(private_broker: Mosquitto) -> None:
             assert await recv(s) == Message("presence/a", b"off", retained=True)
     with pytest.raises(ConfigError):
         MqttBus(private_broker.uri, "m", "n", mqtt_version=3)
+
+
+@pytest.mark.parametrize("version", [5, 4])
+async def test_socket_has_tcp_nodelay(private_broker: Mosquitto, version: int) -> None:
+    """Nagle's algorithm held paced updates back for the broker's delayed ACK (~40 ms
+    clumps across nodes): every bus socket, also after a reconnect, has TCP_NODELAY."""
+
+    def nodelay(bus: MqttBus) -> int:
+        sock = bus._client.socket()
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+    async with fast(private_broker, "a", mqtt_version=version) as a:
+        with trio.fail_after(TIMEOUT):
+            await a.wait_connected()
+            assert nodelay(a)
+            first = a._client.socket()
+            a.drop_connection()
+            await a.wait_disconnected()
+            await a.wait_connected()
+        assert a._client.socket() is not first
+        assert nodelay(a)

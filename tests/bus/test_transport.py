@@ -106,6 +106,18 @@ async def test_roundtrip(env: BusEnv) -> None:
         assert b.stats.received == 2
 
 
+async def test_qos0_subscription_gets_qos1_publications(env: BusEnv) -> None:
+    """A QoS 0 subscription (no PUBACK per delivery) still receives everything, in
+    order, while the link is up; a bad QoS is refused."""
+    async with env.connected("a", "b") as (a, b), b.subscribe("x/#", qos=0) as sub:
+        for i in range(50):
+            await a.publish("x/y", b"%d" % i)
+        for i in range(50):
+            assert await recv(sub) == Message("x/y", b"%d" % i)
+        with pytest.raises(ValueError):
+            b.subscribe("x/#", qos=2)
+
+
 async def test_wildcards(env: BusEnv) -> None:
     async with env.connected("a", "b") as (a, b):
         async with (

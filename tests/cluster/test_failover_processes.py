@@ -42,7 +42,7 @@ async def test_runner_and_gateway_survive_their_node(broker, nodes):
     with contextlib.ExitStack() as stack:
         runner = stack.enter_context(one.spawn(f"exec distkv -C {servers} client run all -N r1"))
         gateway = stack.enter_context(
-            one.spawn(f"exec distkv-gateway -C {servers} -C gateways.mqtt.uri={broker.uri} mqtt")
+            one.spawn(f"exec distkv-gateway -C {servers} -C gateways.mqtt.uri={broker.uri} -C gateways.mqtt.topic=home mqtt")
         )
         assert read_line(gateway.stdout) == "Running.\n"
         ok(await nodes.run("one", "distkv client run set -c rec -t 0 a.before"))

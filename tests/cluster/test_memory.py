@@ -9,13 +9,12 @@ from distkv.core.acl import user_path
 from distkv.core.path import Path
 from distkv.exceptions import NotReadyError
 from distkv.testing.cluster import open_test_cluster, tree_snapshot
+from distkv.testing.wait import eventually
 from distkv.util import P
 
 
 async def until(pred, timeout=30, step=0.01):
-    with trio.fail_after(timeout):
-        while not await pred():
-            await trio.sleep(step)
+    await eventually(pred, timeout=timeout, step=step)
 
 
 async def value_on(cl, node, path):
@@ -267,3 +266,18 @@ async def test_restart_with_state_catches_up_before_serving(autojump_clock, tmp_
         assert await value_on(cl, "n2", "a.one") == 1
         assert not n2.replicator.catchup_incomplete
         await cl.wait_converged()
+
+
+async def test_two_nodes_with_one_name_are_reported(autojump_clock, caplog):
+    net = MemoryNetwork()
+    async with open_test_cluster(1, net) as first, open_test_cluster(0, net) as second:
+        twin = await second.start("n1")  # the same name, another process
+        await eventually(
+            lambda: first["n1"].replicator.name_clash and twin.replicator.name_clash,
+            timeout=30,
+            what="both nodes to notice the clash",
+        )
+        assert first["n1"].replicator.state()["name_clash"]  # visible in internal state
+    lines = [r.getMessage() for r in caplog.records if "another node named" in r.getMessage()]
+    assert lines and all("must be unique" in line for line in lines)
+    assert len(lines) == 2  # once per node, not once per heartbeat

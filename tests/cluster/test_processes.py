@@ -6,6 +6,7 @@ import trio
 from distkv.client import open_client
 from distkv.testing.mosquitto import find_mosquitto
 from distkv.testing.process import ok
+from distkv.testing.wait import eventually
 from distkv.util import P
 
 pytestmark = [
@@ -16,16 +17,6 @@ pytestmark = [
 
 def client_of(proc):
     return open_client(connect={"host": "127.0.0.1", "port": proc.port, "auth": None})
-
-
-async def eventually(fn, timeout: float = 10, step: float = 0.05):
-    """Poll ``await fn()`` until it is truthy (bounded); returns its value."""
-    with trio.fail_after(timeout):
-        while True:
-            res = await fn()
-            if res:
-                return res
-            await trio.sleep(step)
 
 
 async def value(proc, path):
@@ -165,3 +156,51 @@ async def test_lost_messages_are_repaired(lossy_broker, nodes):
         # Usually the broker dropped messages here ("Outgoing messages are being dropped"
         # in its log) and repair filled the gaps; on a busy machine the subscriber may
         # keep up, so this is not asserted (tests/cluster/test_memory.py forces loss).
+
+
+async def test_writes_travel_coalesced_but_one_at_a_time_at_once(broker, nodes):
+    """Writes one at a time (each awaited on the other node) are not held back; writes
+    that pile up travel together (a few bus messages, not one per write), which is what
+    keeps a replicating node's write rate close to a lone node's."""
+    with trio.fail_after(40):
+        one = nodes.make("one", broker, bus_coalesce_ms=1000)
+        two = nodes.make("two", broker)
+        await nodes.start("one", "-i", "Testing")
+        await nodes.start("two")
+        assert ok(await nodes.run("two", "distkv client data :")) == '"Testing"\n'
+        async with client_of(one) as c, client_of(two) as w:
+            async with w.watch(P("co"), fetch=False) as watch:
+                it = watch.__aiter__()
+
+                async def arrived(path, value):
+                    while True:
+                        ev = await it.__anext__()
+                        if "value" in ev and ev.path == path:
+                            assert ev.value == value
+                            return
+
+                await trio.sleep(1.1)  # quiet for longer than the coalescing interval
+                for k in range(3):  # ping-pong: each well within the 1 s interval
+                    await c.set(P(f"co.pp{k}"), k)
+                    with trio.fail_after(0.5):
+                        await arrived(P(f"pp{k}"), k)
+                before = (await c.get_state()).replication
+                n, tasks = 300, 20
+
+                async def put(lo):
+                    for i in range(lo, n, tasks):
+                        await c.set(P(f"co.k{i}"), i)
+
+                async with trio.open_nursery() as nursery:
+                    for lo in range(tasks):
+                        nursery.start_soon(put, lo)
+                got = set()
+                with trio.fail_after(10):
+                    while len(got) < n:
+                        ev = await it.__anext__()
+                        if "value" in ev:
+                            got.add(ev.value)
+                after = (await c.get_state()).replication
+        assert after["stats"]["sent"] - before["stats"]["sent"] >= n
+        # the 300 writes in a few messages, plus a presence heartbeat or two
+        assert after["bus"]["published"] - before["bus"]["published"] <= 10

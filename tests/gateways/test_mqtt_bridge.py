@@ -16,7 +16,7 @@ from gateways.mqtt.bridge import (
 def started(**tree):
     b = Bridge()
     for k, v in tree.items():
-        b.tree_event((k,), v, 1)
+        b.tree_event((k,), v, ("n1", 1))
     b.initial()
     return b
 
@@ -37,7 +37,7 @@ def test_paths_without_a_topic_are_not_published():
     for rel in [(), ("a/b",), ("+",), ("a", "#"), ("",)]:
         assert rel_to_topic(rel) is None
     b = started()
-    assert b.tree_event(("a/b",), 1, 5) == []
+    assert b.tree_event(("a/b",), 1, ("n1", 5)) == []
 
 
 @given(st.lists(st.text(st.characters(blacklist_characters="/+#\0"), min_size=1), min_size=1))
@@ -48,10 +48,10 @@ def test_topic_round_trip(levels):
 
 def test_initial_state_is_published_once_then_changes():
     b = Bridge()
-    assert b.tree_event(("lamp",), "ON", 1) == []  # before uptodate: collected
+    assert b.tree_event(("lamp",), "ON", ("n1", 1)) == []  # before uptodate: collected
     assert b.initial() == [("lamp", b"ON")]
-    assert b.tree_event(("lamp",), "OFF", 2) == [("lamp", b"OFF")]
-    assert b.tree_event(("lamp",), NotGiven, 3) == [("lamp", b"")]  # clears retained
+    assert b.tree_event(("lamp",), "OFF", ("n1", 2)) == [("lamp", b"OFF")]
+    assert b.tree_event(("lamp",), NotGiven, ("n1", 3)) == [("lamp", b"")]  # clears retained
 
 
 def test_own_writes_are_not_published_back_even_if_the_event_comes_first():
@@ -60,25 +60,25 @@ def test_own_writes_are_not_published_back_even_if_the_event_comes_first():
     assert (rel, value) == (("lamp",), "ON")
     b.begin_write(rel)
     # the watch event of our write arrives before set() returned: held
-    assert b.tree_event(rel, "ON", 10) == []
+    assert b.tree_event(rel, "ON", ("n1", 10)) == []
     # another writer's change, also held, is published once ours is known
-    assert b.tree_event(rel, "OFF", 11) == []
-    assert b.end_write(rel, 10) == [("lamp", b"OFF")]
+    assert b.tree_event(rel, "OFF", ("n1", 11)) == []
+    assert b.end_write(rel, ("n1", 10)) == [("lamp", b"OFF")]
     # and the broker's echo of that publication is not written again
     assert b.mqtt_message("lamp", b"OFF", retained=False) is None
     # a normal order: the write returns first, then its event
     rel, _ = b.mqtt_message("lamp", b"ON", retained=False)
     b.begin_write(rel)
-    assert b.end_write(rel, 12) == []
-    assert b.tree_event(rel, "ON", 12) == []
+    assert b.end_write(rel, ("n1", 12)) == []
+    assert b.tree_event(rel, "ON", ("n1", 12)) == []
 
 
 def test_a_codec_that_normalises_is_published_once():
     b = started()
     rel, _ = b.mqtt_message("lamp", b"on", retained=False)
     b.begin_write(rel)
-    assert b.end_write(rel, 20) == []
-    assert b.tree_event(rel, "ON", 20) == []  # ours, whatever the codec made of it
+    assert b.end_write(rel, ("n1", 20)) == []
+    assert b.tree_event(rel, "ON", ("n1", 20)) == []  # ours, whatever the codec made of it
 
 
 def test_the_tree_wins_over_retained_replays():
@@ -98,7 +98,7 @@ def test_failed_write_releases_held_events():
     b = started()
     rel, _ = b.mqtt_message("lamp", b"ON", retained=False)
     b.begin_write(rel)
-    assert b.tree_event(rel, "OFF", 30) == []
+    assert b.tree_event(rel, "OFF", ("n1", 30)) == []
     assert b.end_write(rel, None) == [("lamp", b"OFF")]
 
 
@@ -107,5 +107,5 @@ def test_echo_memory_is_bounded():
     b.initial()
     for t in range(10):
         b.begin_write(("x",))
-        b.end_write(("x",), t)
+        b.end_write(("x",), ("n1", t))
     assert len(b._ours_set) == 3 and len(b._ours) == 3

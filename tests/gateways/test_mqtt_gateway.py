@@ -54,7 +54,7 @@ async def test_gateway_both_ways_with_a_codec_and_no_loops(broker):
             await c.set(user_path("_test", "admin"), {})
             await c.set(P("home.hall.lamp"), True)  # state before the gateway starts
             await c.set(Path(None, "auth"), {"current": "_test"})
-        cfg = {**gw.DEFAULTS, "uri": broker.uri, "name": "gw-test"}
+        cfg = {**gw.DEFAULTS, "uri": broker.uri, "client_id": "gw-test", "topic": "home"}
         async with (
             open_memory_client(s, connect={"auth": "_test name=gw"}) as gwc,
             open_memory_client(s, connect={"auth": "_test name=admin"}) as admin,
@@ -111,7 +111,7 @@ async def test_gateway_command_with_real_processes(broker, tmp_path):
     try:
         srv.start("-i", "Testing")
         ok(srv.run("distkv client data home.door set -v : closed"))
-        cmd = f"exec distkv-gateway -C gateways.mqtt.uri={broker.uri} mqtt"
+        cmd = f"exec distkv-gateway -C gateways.mqtt.uri={broker.uri} -C gateways.mqtt.topic=home mqtt"
         with srv.spawn(cmd) as proc:
             assert read_line(proc.stdout) == "Running.\n"
             async with open_mqtt_bus(broker.uri, "home", "device") as dev:
@@ -149,7 +149,7 @@ async def test_gateway_command_with_real_processes(broker, tmp_path):
 
 async def test_gateway_survives_the_broker_going_away(broker):
     async with open_test_server(init="Testing") as s:
-        cfg = {**gw.DEFAULTS, "uri": broker.uri, "name": "gw-test"}
+        cfg = {**gw.DEFAULTS, "uri": broker.uri, "client_id": "gw-test", "topic": "home"}
         async with (
             open_memory_client(s) as c,
             trio.open_nursery() as n,
@@ -171,7 +171,13 @@ async def test_a_long_outage_republishes_everything(broker):
     """More changes than the gateway may queue while the broker is away: none is
     lost, the whole state goes out once it is back."""
     async with open_test_server(init="Testing") as s:
-        cfg = {**gw.DEFAULTS, "uri": broker.uri, "name": "gw-test", "max_pending": 5}
+        cfg = {
+            **gw.DEFAULTS,
+            "uri": broker.uri,
+            "client_id": "gw-test",
+            "topic": "home",
+            "max_pending": 5,
+        }
         async with open_memory_client(s) as c, trio.open_nursery() as n:
             await n.start(gw.serve, c, cfg)
             await broker.astop()

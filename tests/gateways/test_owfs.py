@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from distkv.config import merge
 from distkv.exceptions import ConfigError
@@ -113,21 +115,33 @@ def test_typed_value(raw, want):
     assert got == want and type(got) is type(want)
 
 
+def tracker(known=(), now=0.0, **over):
+    return gw.SensorTracker(gw.check_config(cfg(**over)), known, now)
+
+
+def listing(*devices, aliases=None):
+    return {0: {d: (aliases or {}).get(d) for d in devices}}
+
+
+def temps(**by_device):
+    return {(d, "temperature"): v for d, v in by_device.items()}
+
+
 def test_tracker_writes_only_changes():
-    t = gw.Tracker({"28": ["temperature"], "10": ["temperature"]})
-    ch = t.update([T28, T10, PIO], {(T28, "temperature"): "21.5", (T10, "temperature"): "22"})
+    t = tracker()
+    ch = t.update(0, listing(T28, T10, PIO), {(T28, "temperature"): "21.5", (T10, "temperature"): "22"})
     assert ch.writes == [
         ((T10, "present"), True),
-        ((T10, "temperature"), 22.0),
         ((T28, "present"), True),
+        ((T10, "temperature"), 22.0),
         ((T28, "temperature"), 21.5),
     ]
-    ch = t.update([T28, T10], {(T28, "temperature"): " 21.5 ", (T10, "temperature"): "22.0"})
-    assert ch.writes == []
-    ch = t.update([T28], {(T28, "temperature"): "21.75"})
+    ch = t.update(10, listing(T28, T10), {(T28, "temperature"): " 21.5 ", (T10, "temperature"): "22.0"})
+    assert ch.writes == [] and ch.deletes == []
+    ch = t.update(20, listing(T28), {(T28, "temperature"): "21.75"})
     assert ch.writes == [((T28, "temperature"), 21.75), ((T10, "present"), False)]
-    assert t.update([T28], {(T28, "temperature"): "21.75"}).writes == []  # False once
-    ch = t.update([T28, T10], {(T28, "temperature"): "21.75", (T10, "temperature"): "22"})
+    assert t.update(30, listing(T28), {(T28, "temperature"): "21.75"}).writes == []  # once
+    ch = t.update(31, listing(T28, T10), {(T28, "temperature"): "21.75", (T10, "temperature"): "22"})
     assert ch.writes == [((T10, "present"), True)]  # value unchanged while it was away
 
 
@@ -137,27 +151,155 @@ def test_tracker_seeded_from_the_tree():
         ((T28, "temperature"), 21.5),
         ((T10, "present"), True),
         ((T10, "temperature"), True),  # True == 1.0, but a bool is not our reading
-        ((PIO, "present"), True),  # not a family we read: not ours to mark as gone
     ]
-    t = gw.Tracker({"28": ["temperature"], "10": ["temperature"]}, known)
-    ch = t.update([T28], {(T28, "temperature"): "21.5"})
+    t = tracker(known)
+    ch = t.update(1, listing(T28), {(T28, "temperature"): "21.5"})
     assert ch.writes == [((T10, "present"), False)]
-    ch = t.update([T28, T10], {(T28, "temperature"): "21.5", (T10, "temperature"): "1"})
+    ch = t.update(2, listing(T28, T10), {(T28, "temperature"): "21.5", (T10, "temperature"): "1"})
     assert ch.writes == [((T10, "present"), True), ((T10, "temperature"), 1.0)]
 
 
 def test_tracker_errors_and_outages_are_news_once():
-    t = gw.Tracker({"28": ["temperature", "type"]})
-    ch = t.update([T28], {(T28, "temperature"): "21.5"}, {T28: "CRC error"})
+    t = tracker(attributes={"28": ["temperature", "type"]})
+    ch = t.update(0, listing(T28), {(T28, "temperature"): "21.5"}, {T28: "CRC error"})
     assert ch.writes == [((T28, "present"), True), ((T28, "temperature"), 21.5)]
-    assert ch.failed == {T28: "CRC error"}
-    assert t.update([T28], {}, {T28: "CRC error again"}).failed == {}
-    assert t.lost("down") is True
-    assert t.lost("still down") is False
-    ch = t.update([T28], {(T28, "temperature"): "21.5", (T28, "type"): "DS18B20"})
-    assert ch.reachable_again and ch.recovered == [T28]
+    assert [n for n in ch.notes if "CRC error" in n]
+    assert not t.update(1, listing(T28), {}, {T28: "CRC error again"}).notes
+    assert t.lost(0, "down") is True
+    assert t.lost(0, "still down") is False
+    ch = t.update(2, listing(T28), {(T28, "temperature"): "21.5", (T28, "type"): "DS18B20"})
+    assert any("reachable again" in n for n in ch.notes)
+    assert any("readable again" in n for n in ch.notes)
     assert ch.writes == [((T28, "type"), "DS18B20")]
-    assert not t.update([T28], {}).reachable_again
+    assert not t.update(3, listing(T28), {}).notes
+
+
+def test_tracker_drops_implausible_readings_and_counts_them():
+    t = tracker()
+    t.update(0, listing(T28), temps(**{T28: "21.5"}))
+    for n, raw in enumerate(["85", "85.0", "-60", "130"], start=1):
+        ch = t.update(n, listing(T28), temps(**{T28: raw}))
+        assert ch.writes == [((T28, "dropped"), n)]
+    assert t.tree[T28, "temperature"] == 21.5
+    ch = t.update(9, listing(T28), temps(**{T28: "84.5"}))
+    assert ch.writes == [((T28, "temperature"), 84.5)]
+
+
+def test_tracker_rounds_and_keeps_a_deadband():
+    t = tracker(rules={"temperature": {"deadband": 0.2, "round": 1}})
+    t.update(0, listing(T28), temps(**{T28: "21.54"}))
+    assert t.tree[T28, "temperature"] == 21.5
+    assert t.update(1, listing(T28), temps(**{T28: "21.66"})).writes == []  # 21.7: within
+    ch = t.update(2, listing(T28), temps(**{T28: "21.76"}))
+    assert ch.writes == [((T28, "temperature"), 21.8)]
+
+
+def test_tracker_uses_aliases_as_tree_names():
+    t = tracker()
+    ch = t.update(0, listing(T28, aliases={T28: "livingroom"}), {(T28, "temperature"): "4.1"})
+    assert ch.writes == [(("livingroom", "present"), True), (("livingroom", "temperature"), 4.1)]
+    assert t.wanted(T28, "livingroom") == ("temperature",)
+
+
+def test_tracker_marks_stale_and_clears_it():
+    t = tracker(interval=10, stale_after=3)
+    t.update(0, listing(T28), temps(**{T28: "21.5"}))
+    assert t.check(30).writes == []  # three intervals: not yet
+    ch = t.check(31)  # all owservers down for more than three intervals
+    assert ch.writes == [((T28, "stale"), ["temperature"])]
+    assert ch.errors == [(T28, "no fresh reading of temperature")]
+    assert t.tree[T28, "present"] is True  # nobody could tell it is gone
+    assert t.check(40).writes == [] and t.check(40).errors == []
+    ch = t.update(41, listing(T28), {}, {T28: "CRC error"})  # read errors: still stale
+    assert ch.deletes == []
+    ch = t.update(50, listing(T28), temps(**{T28: "21.5"}))
+    assert ch.deletes == [(T28, "stale")] and ch.errors == [(T28, None)]
+
+
+def test_tracker_marks_gone_devices_or_removes_them():
+    for remove in (False, True):
+        t = tracker(gone_after=60, remove_gone=remove, stale_after=100)
+        t.update(0, listing(T28, T10), temps(**{T28: "1", T10: "2"}))
+        assert t.update(30, listing(T28), temps(**{T28: "1"})).writes == [((T10, "present"), False)]
+        ch = t.update(61, listing(T28), temps(**{T28: "1"}))
+        if remove:
+            assert ch.writes == []
+            assert sorted(ch.deletes) == [(T10, "present"), (T10, "temperature")]
+        else:
+            assert ch.writes == [((T10, "gone"), True)] and ch.deletes == []
+        ch = t.update(70, listing(T28, T10), temps(**{T28: "1", T10: "2"}))
+        if remove:
+            assert ch.writes == [((T10, "present"), True), ((T10, "temperature"), 2.0)]
+        else:
+            assert ch.writes == [((T10, "present"), True)] and ch.deletes == [(T10, "gone")]
+
+
+def test_tracker_seeded_devices_never_listed_become_gone():
+    known = [((T10, "present"), True), ((T10, "temperature"), 22.0)]
+    t = tracker(known, now=0, gone_after=60, remove_gone=True, stale_after=100)
+    t.update(10, listing(T28), temps(**{T28: "1"}))
+    ch = t.update(61, listing(T28), temps(**{T28: "1"}))
+    assert sorted(ch.deletes) == [(T10, "present"), (T10, "temperature")]
+
+
+def test_tracker_per_device_interval_and_simultaneous_conversion():
+    t = tracker(interval=10, devices={T10: {"interval": 60}}, simultaneous=2)
+    due, simultaneous = t.plan({T28: None, T10: None, PIO: None}, 0)
+    assert due == {T28: ("temperature",), T10: ("temperature",)} and simultaneous
+    t.update(0, listing(T28, T10), temps(**{T28: "1", T10: "2"}))
+    due, simultaneous = t.plan({T28: None, T10: None}, 10)
+    assert due == {T28: ("temperature",)} and not simultaneous
+    assert t.plan({T28: None, T10: None}, 60)[0] == {T28: ("temperature",), T10: ("temperature",)}
+
+
+def test_tracker_outputs_follow_the_tree_and_show_mismatch():
+    out = {"device": PIO, "attribute": "PIO.A", "path": "home.light"}
+    t = tracker(outputs=[out], attributes={"3A": ["PIO.A"]})
+    ch = t.update(0, listing(PIO), {(PIO, "PIO.A"): "0"})
+    assert ch.outputs == []  # nothing desired yet
+    assert t.want(PIO, "PIO.A", True).outputs == [(PIO, "PIO.A", "1")]
+    ch = t.update(10, listing(PIO), {(PIO, "PIO.A"): "1"})  # read back: it followed
+    assert ch.writes == [((PIO, "PIO.A"), 1.0)] and ch.outputs == []
+    assert t.want(PIO, "PIO.A", True).outputs == []  # agrees already
+    assert t.want(PIO, "PIO.A", False).outputs == [(PIO, "PIO.A", "0")]
+    ch = t.update(20, listing(PIO), {(PIO, "PIO.A"): "1"})  # the device did not follow
+    assert ch.writes == [((PIO, "mismatch"), ["PIO.A"])]
+    assert ch.outputs == [(PIO, "PIO.A", "0")]  # and it is tried again
+    ch = t.update(30, listing(PIO), {(PIO, "PIO.A"): "0"})
+    assert ch.deletes == [(PIO, "mismatch")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    deadband=st.floats(0, 5),
+    readings=st.lists(st.floats(-50, 120, allow_nan=False), min_size=1, max_size=40),
+)
+def test_deadband_bounds_the_tree(deadband, readings):
+    """Whatever the readings, the tree is never further than the deadband from the
+    last one (no rounding), and an unchanged reading never writes."""
+    t = tracker(rules={"temperature": {"deadband": deadband, "min": None, "max": None, "drop": []}})
+    for i, r in enumerate(readings):
+        ch = t.update(i, listing(T28), temps(**{T28: repr(r)}))
+        assert abs(t.tree[T28, "temperature"] - r) <= deadband
+        again = t.update(i + 0.5, listing(T28), temps(**{T28: repr(r)}))
+        assert again.writes == []
+        assert ch.writes == [] or ch.writes[-1][1] == t.tree[T28, "temperature"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    digits=st.integers(0, 3),
+    deadband=st.floats(0, 2),
+    readings=st.lists(st.floats(-50, 120, allow_nan=False), min_size=1, max_size=30),
+)
+def test_deadband_with_rounding(digits, deadband, readings):
+    rule = {"deadband": deadband, "round": digits, "min": None, "max": None, "drop": []}
+    t = tracker(rules={"temperature": rule})
+    for i, r in enumerate(readings):
+        t.update(i, listing(T28), temps(**{T28: repr(r)}))
+        got = t.tree[T28, "temperature"]
+        assert got == round(got, digits)
+        assert abs(got - round(r, digits)) <= deadband + 1e-9
 
 
 def test_check_config():
@@ -177,6 +319,11 @@ def test_check_config():
         {"attributes": {"28": ["present"]}},
         {"attributes": {"28": ["../../etc"]}},
         {"attributes": ["temperature"]},
+        {"intervall": 3},
+        {"rules": {"temperature": {"deadbnad": 1}}},
+        {"rules": {"temperature": {"min": 10, "max": 0}}},
+        {"servers": [{"host": "a", "port": 0}]},
+        {"outputs": [{"device": PIO, "attribute": "PIO.A"}]},
     ):
         with pytest.raises(ConfigError):
             gw.check_config(cfg(**bad))
@@ -234,7 +381,7 @@ async def test_unchanged_readings_write_nothing(autojump_clock):
 async def test_polls_at_the_configured_interval(autojump_clock):
     bus = sample_bus()
     async with open_test_server(init="Testing") as s:
-        async with running_gateway(s, bus, interval=2.5):
+        async with running_gateway(s, bus, interval=2.5, simultaneous=0):
             t0, n0 = trio.current_time(), bus.listings
             await bus.wait_listings(n0 + 4)
             assert trio.current_time() - t0 == pytest.approx(4 * 2.5, abs=0.01)
@@ -242,21 +389,31 @@ async def test_polls_at_the_configured_interval(autojump_clock):
             assert bus.idles == bus.listings - 1
 
 
-async def test_disappearing_device_is_marked_once(autojump_clock):
+async def test_disappearing_device_is_marked_once_then_stale(autojump_clock):
     bus = sample_bus()
     async with open_test_server(init="Testing") as s, open_memory_client(s) as c:
         async with running_gateway(s, bus), c.watch(()) as watch:
             it = watch.__aiter__()
             bus.remove(T10)
-            for _ in range(4):
-                await one_more_poll(bus)
+            await one_more_poll(bus)  # two polls: not yet stale (after 3 intervals)
             assert await events_until_marker(it, c) == [(key(T10, "present"), False)]
             assert (await c.get(key(T10))).value == 22.0  # the last value stays
+            for _ in range(3):  # more than stale_after (3) intervals without a reading
+                await one_more_poll(bus)
+            events = await events_until_marker(it, c)
+            assert events[0] == (key(T10, "stale"), ["temperature"])
+            (epath, record), = events[1:]
+            assert tuple(epath[:3]) == (".distkv", "error", "owfs") and record["path"] == ROOT + (T10,)
+            assert "temperature" in record["message"]
 
             bus.add(T10, {"temperature": "22"})
             await one_more_poll(bus)
-            # back: present again; the unchanged value is not rewritten
-            assert await events_until_marker(it, c) == [(key(T10, "present"), True)]
+            # back: present again, no longer stale; the unchanged value is not rewritten
+            assert await events_until_marker(it, c) == [
+                (key(T10, "present"), True),
+                (key(T10, "stale"), None),
+                (epath, None),
+            ]
 
 
 async def test_read_errors_are_logged_once_and_polling_goes_on(autojump_clock, caplog):
@@ -299,12 +456,20 @@ async def test_owserver_down_is_retried(autojump_clock, caplog):
             last = [r for r in caplog.records if r.name == gw.__name__][-1]
             assert "reachable again" in last.getMessage()
 
-            # down while running: no device is declared gone, the values stay
+            # down while running: no device is declared gone, the values stay, and
+            # after stale_after (3) intervals they are marked stale
             async with c.watch(()) as watch:
+                it = watch.__aiter__()
                 bus.down = True
-                for _ in range(3):
+                await one_more_poll(bus)  # two polls: not yet stale (after 3 intervals)
+                assert await events_until_marker(it, c) == []
+                for _ in range(2):
                     await one_more_poll(bus)
-                assert await events_until_marker(watch.__aiter__(), c) == []
+                events = [e for e in await events_until_marker(it, c) if e[0][0] == "onewire"]
+                assert events == [
+                    (key(T10, "stale"), ["temperature"]),
+                    (key(T28, "stale"), ["temperature"]),
+                ]
             assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 2
 
 
@@ -406,3 +571,40 @@ async def test_gateway_command_feeds_a_server_process(owserver, tmp_path):
             assert await trio.to_thread.run_sync(proc.wait, 10) == 0
     finally:
         srv.stop()
+
+
+@pytest.mark.slow
+@needs_owserver
+async def test_aliases_simultaneous_conversion_and_outputs_on_a_real_owserver(tmp_path):
+    """--tester=10,28,3A with an alias file: the aliased sensor lands under its alias,
+    the two temperatures come from one simultaneous conversion (latesttemp), and the
+    DS2413's PIO.A is written from a tree entry. The tester's PIO does not keep what
+    is written (it reads back 0), so a desired "on" shows as a mismatch, and "off"
+    clears it."""
+    alias = tmp_path / "alias"
+    alias.write_text(f"{T28} = livingroom\n")
+    with Owserver(devices=("10", "28", "3A"), args=[f"--alias={alias}"]) as ows:
+        bus = OwserverBus(ows.host, ows.port)
+        listing = await bus.listing()
+        pio = next(d for d in listing if d.startswith("3A."))
+        assert listing == {T10: None, T28: "livingroom", pio: None}
+        async with open_test_server(init="Testing") as s, open_memory_client(s) as c:
+            await c.set(P("home.light"), True)
+            over = {
+                "port": ows.port,
+                "interval": 0.2,
+                "conversion": 0.1,
+                "attributes": {"3A": ["PIO.A"]},
+                "outputs": [{"device": pio, "attribute": "PIO.A", "path": "home.light"}],
+            }
+            async with open_memory_client(s) as gwc, trio.open_nursery() as n:
+                await n.start(gw.serve, gwc, cfg(**over))
+                assert (await c.get(ROOT + ("livingroom", "temperature"))).value == 4.1
+                assert (await c.get(key(T10))).value == 1.6
+                assert not (await c.list(ROOT + (T28,)))  # the id is not used
+                assert (await c.get(ROOT + (pio, "PIO.A"))).value == 0.0
+                await wait_value(c, ROOT + (pio, "mismatch"), ["PIO.A"], timeout=10)
+                await c.set(P("home.light"), False)
+                await wait_value(c, ROOT + (pio, "mismatch"), "<none>", timeout=10)
+                n.cancel_scope.cancel()
+        await bus.aclose()

@@ -12,14 +12,13 @@ from distkv.exceptions import (
     ClientAuthRequiredError,
     PermissionDenied,
 )
-from distkv.testing.server import open_memory_client, open_test_server
+from distkv.testing.server import attach_stream, open_memory_client, open_test_server
 from distkv.util import P, Path
 from distkv.wire import codec
 
 
 async def raw(server):
-    a, b = trio.testing.memory_stream_pair()
-    server._test_nursery.start_soon(server._handle_client, b)
+    a = attach_stream(server)
     unp = codec.unpacker()
 
     async def recv():

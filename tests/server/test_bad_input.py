@@ -5,16 +5,14 @@ import trio
 import trio.testing
 
 from distkv.exceptions import StreamOverflowError
-from distkv.testing.server import make_config, open_memory_client, open_test_server
+from distkv.testing.server import attach_stream, make_config, open_memory_client, open_test_server
 from distkv.util import P
 from distkv.wire import codec
 
 
 async def raw_session(server, lockstep=False):
     # lockstep: the server's send blocks until we read, like a full TCP window
-    pair = trio.testing.lockstep_stream_pair if lockstep else trio.testing.memory_stream_pair
-    a, b = pair()
-    server._test_nursery.start_soon(server._handle_client, b)
+    a = attach_stream(server, lockstep=lockstep)
     unp = codec.unpacker()
 
     async def recv():

@@ -13,7 +13,7 @@ def test_defaults(monkeypatch, tmp_path):
     cfg = config.load()
     assert cfg["connect"]["port"] == 27586 == cfg["server"]["bind_default"]["port"]
     assert cfg["server"]["bind_default"]["host"] == "127.0.0.1"
-    assert cfg["server"]["mqtt"]["uri"] == "mqtt://localhost:1883"
+    assert cfg["server"]["mqtt"]["uri"] is None  # a lone node needs no broker
 
 
 def test_search_path_env_file_and_overrides(monkeypatch, tmp_path):
@@ -31,11 +31,52 @@ def test_search_path_env_file_and_overrides(monkeypatch, tmp_path):
     assert cfg["connect"]["host"] == "127.0.0.1"  # merged over the defaults
     explicit = tmp_path / "c.cfg"
     explicit.write_text("server:\n  root: fromfile\n")
-    cfg = config.load([str(explicit)], ["server.root=cli", "connect.port=99", "new.key=[1, 2]"])
+    cfg = config.load(
+        [str(explicit)], ["server.root=cli", "connect.port=99", "server.log_dirs=[a, b]"]
+    )
     assert cfg["server"]["root"] == "cli"
     assert cfg["connect"]["port"] == 99
-    assert cfg["new"]["key"] == [1, 2]
+    assert cfg["server"]["log_dirs"] == ["a", "b"]
     assert config.load(extra={"connect": {"port": 5}})["connect"]["port"] == 5
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            "server.bind_defualt.port=1",
+            "unknown setting server.bind_defualt (did you mean server.bind_default?)",
+        ),
+        (
+            "server.bind_default.port=notaport",
+            "server.bind_default.port: 'notaport' is not an integer from 1 to 65535",
+        ),
+        (
+            "server.replication.presence=1",
+            "unknown setting server.replication.presence (known: heartbeat_ms",
+        ),
+        (
+            "server.mqtt.max_backof=3",
+            "server.mqtt: unknown setting max_backof (did you mean max_backoff?)",
+        ),
+        (
+            "server.fsync=sometimes",
+            "server.fsync: 'sometimes' is not one of 'always', 'interval', 'never'",
+        ),
+        ("connect.servers=5", "connect.servers: 5 is not a string or a list of strings"),
+        ("new.key=[1, 2]", "unknown setting new (known: connect, server, logging, gateways)"),
+    ],
+)
+def test_unknown_keys_and_wrong_types_are_one_line_errors(override, message):
+    with pytest.raises(ConfigError) as info:
+        config.load(["/dev/null"], [override])
+    assert str(info.value).startswith(message), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_every_default_fits_the_schema():
+    config.check(config.DEFAULTS)
+    assert config.load(["/dev/null"]) == config.DEFAULTS
 
 
 @pytest.mark.parametrize(

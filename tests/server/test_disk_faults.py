@@ -11,7 +11,7 @@ import trio
 from distkv.core.replica import Replica
 from distkv.exceptions import ServerClosedError, StorageError
 from distkv.storage.statedir import StateDir
-from distkv.testing.server import open_memory_client, open_test_server
+from distkv.testing.server import make_config, open_memory_client, open_test_server
 from distkv.util import P
 
 
@@ -61,11 +61,9 @@ def test_state_dir_keeps_what_a_full_disk_refused(tmp_path):
 
 async def test_full_disk_refuses_writes_serves_reads_and_recovers(autojump_clock, tmp_path):
     disk = Disk()
-    async with open_test_server() as s:
-        sd = StateDir(tmp_path, write=disk.write, interval=0.5)
-        sd.load(s.replica)
-        await s._test_nursery.start(sd.serve, s.replica)
-        s.storage = sd
+    cfg = make_config(server={"state_dir": str(tmp_path), "fsync_interval": 0.5})
+    async with open_test_server(cfg=cfg, tcp=True, disk_write=disk.write) as s:
+        sd = s.storage
         async with open_memory_client(s) as c:
             await c.set(P("a"), 1)
             disk.full = True
@@ -83,7 +81,6 @@ async def test_full_disk_refuses_writes_serves_reads_and_recovers(autojump_clock
                 while sd.error is not None:
                     await trio.sleep(0.1)
             await c.set(P("c"), 3)
-        await sd.aclose()
     r2 = Replica("test")
     StateDir(tmp_path).load(r2)
     assert r2.tree.lookup(P("c")).value == 3

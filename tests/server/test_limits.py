@@ -13,15 +13,19 @@ from distkv.core.acl import user_path
 from distkv.core.types import NotGiven
 from distkv.exceptions import ClientError
 from distkv.server.limits import Limits, nesting
-from distkv.testing.server import make_config, open_memory_client, open_test_server
+from distkv.testing.server import (
+    attach_stream,
+    make_config,
+    open_memory_client,
+    open_test_server,
+)
 from distkv.util import P, Path
 from distkv.wire import codec
 from distkv.wire.protocol import ConnectionBroken, Request, ServerProtocol
 
 
 async def raw(server):
-    a, b = trio.testing.memory_stream_pair()
-    server._test_nursery.start_soon(server._handle_client, b)
+    a = attach_stream(server)
     unp = codec.unpacker()
 
     async def recv():
@@ -230,7 +234,7 @@ async def test_connections_per_address_and_node(caplog):
             await c.set(P("x"), 1)
             assert len(s.sessions) == 3
             a, b = trio.testing.memory_stream_pair()
-            await s._handle_client(b)  # refused at once
+            await s.handle_client(b)  # refused at once
             assert await a.receive_some(100) == b""
             assert "server.limits.clients is 3" in caplog.text
         refs = [weakref.ref(x) for x in s.sessions]
@@ -257,8 +261,7 @@ async def test_pipelined_replies_wait_for_the_reader(autojump_clock):
     cfg = make_config(server={"window": 1_000_000})
     async with open_test_server(cfg=cfg) as s, open_memory_client(s) as c:
         await c.set(P("big"), "x" * 100_000)
-        a, b = trio.testing.lockstep_stream_pair()
-        s._test_nursery.start_soon(s._handle_client, b)
+        a = attach_stream(s, lockstep=True)
         unp = codec.unpacker()
         unp.feed(await a.receive_some(65536))
         assert next(unp)["seq"] == 0
@@ -322,8 +325,7 @@ async def test_watch_overflow_never_drops_replies(autojump_clock):
     cfg = make_config(server={"window": 300_000})
     async with open_test_server(cfg=cfg) as s, open_memory_client(s) as c:
         await c.set(P("big"), "x" * 100_000)
-        a, b = trio.testing.lockstep_stream_pair()
-        s._test_nursery.start_soon(s._handle_client, b)
+        a = attach_stream(s, lockstep=True)
         unp = codec.unpacker()
         unp.feed(await a.receive_some(65536))
         assert next(unp)["seq"] == 0

@@ -5,18 +5,17 @@ recorded and cleared."""
 import pytest
 import trio
 
+from distkv.client.runner import Runner
 from distkv.core.runner import CODE_ROOT, ERROR_ROOT, RUN_ROOT, STATE_ROOT
-from distkv.runner import Runner
 from distkv.testing.server import open_memory_client, open_test_server
+from distkv.testing.wait import eventually
 from distkv.util import P, Path
 
 ANY = Path(*RUN_ROOT, "any")
 
 
 async def until(pred, timeout=60):
-    with trio.fail_after(timeout):
-        while not await pred():
-            await trio.sleep(0.05)
+    await eventually(pred, timeout=timeout, step=0.05)
 
 
 async def store_code(c, name, code):

@@ -19,6 +19,7 @@ from distkv.storage.statedir import (
     open_state_dir,
     write_dump,
 )
+from distkv.testing.wait import eventually
 
 
 def state(tree) -> list:
@@ -44,11 +45,7 @@ def dkv_files(d) -> list[str]:
 async def until(cond) -> None:
     """Wait for ``cond()``: with the autojump clock, a task waiting for a worker thread
     (fsync) counts as blocked, so virtual time may pass before the thread is done."""
-    for _ in range(100_000):
-        if cond():
-            return
-        await trio.sleep(0.001)
-    raise AssertionError("condition never became true")
+    await eventually(cond, timeout=100, step=0.001)
 
 
 def reload(d, **kw) -> tuple[Replica, StateDir]:

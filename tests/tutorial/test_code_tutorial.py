@@ -6,6 +6,7 @@ import time
 import pytest
 
 from distkv.testing.process import ok, read_line
+from distkv.testing.wait import eventually_sync
 
 pytestmark = pytest.mark.slow
 
@@ -15,13 +16,12 @@ HOST = socket.gethostname()
 
 def wait_for(server, cmd, text, timeout=20):
     """Run ``cmd`` until its output contains ``text``; returns that output."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def output():
         out = ok(server.run(DKV + cmd))
-        if text in out:
-            return out
-        assert time.monotonic() < deadline, out
-        time.sleep(0.05)
+        return out if text in out else None
+
+    return eventually_sync(output, timeout=timeout, what=f"{text!r} from {cmd!r}")
 
 
 def test_code_execution(server):

@@ -9,8 +9,10 @@ sleeps, runs code and writes states, heartbeats and errors.
 Stored code is the body of an ``async`` function. It sees the job's ``data`` items as
 global variables, plus ``client`` (this runner's DistKV client, for ``await
 client.get(...)``), ``info`` (job path, runner name, target), and ``trio``, ``P``,
-``Path``, ``NotGiven`` without importing them. ``print`` goes to the
-runner's output. The return value is stored in the job's state (``result``).
+``Path``, ``NotGiven`` without importing them; a runner that owns this host's hardware
+(``run all --hw``) also gives them ``hw`` (:class:`hw.host.Hardware`: ``hw.gpio``,
+``hw.onewire``). ``print`` goes to the runner's output. The return value is stored
+in the job's state (``result``).
 
 Errors (code that raises, code that is missing or does not compile) are stored under
 ``.distkv error RUNNER ID`` = ``{path, message, time, count}`` and logged as a
@@ -29,8 +31,8 @@ from typing import Any
 
 import trio
 
-from .core.path import P, Path
-from .core.runner import (
+from ..core.path import P, Path
+from ..core.runner import (
     CODE_ROOT,
     ERROR_ROOT,
     RUN_ROOT,
@@ -40,10 +42,10 @@ from .core.runner import (
     live_runners,
     plan,
 )
-from .core.script import compile_script, describe_error, with_globals
-from .core.types import NotGiven
-from .exceptions import DistKVError, ScriptError
-from .wire import codec
+from ..core.script import compile_script, describe_error, with_globals
+from ..core.types import NotGiven
+from ..exceptions import DistKVError, ScriptError
+from ..wire import codec
 
 logger = logging.getLogger(__name__)
 error_log = logging.getLogger("distkv.errors")
@@ -91,8 +93,10 @@ class Runner:
         heartbeat: float = 1.0,
         stale: float | None = None,
         clock: Callable[[], float] = time.time,
+        hw: Any = None,
     ):
         self.client = client
+        self.hw = hw  # this host's hardware (hw.host.Hardware), for jobs as ``hw``
         self.name = name or node or socket.gethostname()
         self.jobs_root, self.state_root, self.hb_root = job_roots(node, group)
         self.heartbeat = heartbeat
@@ -269,7 +273,10 @@ class Runner:
 
     def _extra(self, job: Job) -> dict:
         info = {"path": self.jobs_root + job.path, "runner": self.name, "target": job.target}
-        return {"client": self.client, "info": info}
+        extra = {"client": self.client, "info": info}
+        if self.hw is not None:
+            extra["hw"] = self.hw
+        return extra
 
     async def _load(self, job: Job):
         cpath = Path(*CODE_ROOT, *job.code)
