@@ -68,6 +68,17 @@ _REPLICATION = Section(
     help="replication timing (the defaults suit a LAN)",
 )
 
+_SERVICE = Section(
+    {
+        "kind": Key(OneOf("runner", "gateway"), None, "what to run"),
+        "gateway": Key(Nullable(Str()), None, "gateway: its name (mqtt, owfs, gpio)"),
+        "node": Key(Nullable(Str()), None, "runner: jobs pinned to this node (-n)"),
+        "group": Key(Nullable(Str()), None, "runner: jobs of this group (-g)"),
+        "name": Key(Nullable(Str()), None, "runner: its name (default: node/host name)"),
+        "auth": Key(AnyValue(), None, "its own login (default connect.auth)"),
+    }
+)
+
 #: The whole configuration: every key with its type, default and meaning.
 SCHEMA = Section(
     {
@@ -175,6 +186,11 @@ SCHEMA = Section(
                 "catchup_timeout": Key(Float(0), 3, "seconds a restarted node waits to catch up"),
                 "conflict_records": Key(Int(1), 100, "conflict records kept in the error tree"),
                 "replication": _REPLICATION,
+                "services": Key(
+                    ListOf(_SERVICE),
+                    [],
+                    "runners and gateways this node runs in its own process",
+                ),
             },
             help="the node",
         ),

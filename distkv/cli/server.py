@@ -30,6 +30,11 @@ def server_parser() -> ArgParser:
         "-e", "--eval", action="store_true", help="evaluate the -i value as a Python literal"
     )
     p.add_argument(
+        "--force",
+        action="store_true",
+        help="-i even if the network already has nodes (overwrites its root value)",
+    )
+    p.add_argument(
         "-l",
         "--load",
         metavar="FILE",
@@ -52,22 +57,24 @@ def run_server(cfg: dict, args: list[str]) -> int:
         cfg["server"]["bind_default"]["port"] = a.port
     if a.state_dir:
         cfg["server"]["state_dir"] = a.state_dir
+    for svc in cfg["server"].get("services") or []:
+        _check_service(svc)  # before anything starts: one line naming what is wrong
     init = NotGiven
     if a.init is not None:
         init = ast.literal_eval(a.init) if a.eval else a.init
     try:
         with unwrap_group():
-            trio.run(_main, cfg, a.name, init, a.load)
+            trio.run(_main, cfg, a.name, init, a.load, a.force)
     except OSError as exc:
         print(f"ServerError: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def _main(cfg: dict, name: str, init, load: list[str]) -> None:
+async def _main(cfg: dict, name: str, init, load: list[str], force: bool = False) -> None:
     from ..server import Server
 
-    server = Server(name, cfg, init=init)
+    server = Server(name, cfg, init=init, force_init=force)
     for f in load:
         server.load_file(f)
     async with trio.open_nursery() as nursery:
@@ -80,6 +87,68 @@ async def _main(cfg: dict, name: str, init, load: list[str]) -> None:
         watchdog = _watchdog_interval()
         if watchdog:
             nursery.start_soon(_watchdog, watchdog)
+        for svc in cfg["server"].get("services") or []:
+            nursery.start_soon(_service, server, cfg, svc)
+
+
+def _check_service(svc: dict) -> None:
+    from ..exceptions import ConfigError
+
+    if svc.get("kind") == "gateway":
+        from gateways.__main__ import GATEWAYS
+
+        if svc.get("gateway") not in GATEWAYS:
+            raise ConfigError(
+                f"server.services: gateway {svc.get('gateway')!r} is not one of "
+                + ", ".join(sorted(GATEWAYS))
+            )
+
+
+def _describe(svc: dict) -> str:
+    if svc.get("kind") == "gateway":
+        return f"gateway {svc.get('gateway')}"
+    which = svc.get("node") and f"-n {svc['node']}" or svc.get("group") and f"-g {svc['group']}"
+    return f"runner {which or '(any node)'}"
+
+
+async def _service(server, cfg: dict, svc: dict) -> None:
+    """A runner or gateway in the node's own process (``server.services``): one Python
+    process instead of one per service on a small board. It talks to the node through
+    an in-process connection, with its own login if ``auth`` is given; if it fails it
+    is restarted with backoff, and it never takes the node down."""
+    from ..client import open_client
+    from ..config import merge
+
+    what = _describe(svc)
+    scfg = merge(cfg, {"connect": {"auth": svc["auth"]}}) if svc.get("auth") else cfg
+    delay = 1.0
+    while True:
+        try:
+            async with open_client(scfg, _stream=server.open_local_stream()) as client:
+                logger.info("service %s started", what)
+                if svc.get("kind") == "runner":
+                    from ..client.runner import Runner
+
+                    runner = Runner(
+                        client, node=svc.get("node"), group=svc.get("group"), name=svc.get("name")
+                    )
+                    await runner.serve()
+                else:
+                    import importlib
+
+                    from gateways.__main__ import GATEWAYS, _serve
+
+                    name = svc["gateway"]
+                    mod = importlib.import_module(GATEWAYS[name])
+                    await _serve(client, cfg, mod, name)
+                delay = 1.0
+        except Exception as exc:  # noqa: BLE001 - a service must not take the node down
+            from .main import error_line
+
+            logger.error("service %s failed: %s; restarting in %.0f s", what,
+                         error_line(exc) or repr(exc), delay)  # fmt: skip
+        await trio.sleep(delay)
+        delay = min(delay * 2, 30.0)
 
 
 async def _until_serving(server, where: str) -> None:

@@ -124,9 +124,13 @@ class _Conn:
         self.reader_busy = True
         try:
             try:
-                # Poll only for a lone request: with many in flight, sleeping lets
-                # their successors pile up into bigger batches.
-                data = await self.transport.receive_some(65536, len(self.waiting) == 1)
+                poller = self.transport.poller
+                if poller is not None:
+                    # Poll only for a lone request: with many in flight, sleeping lets
+                    # their successors pile up into bigger batches.
+                    data = await poller.receive_some(65536, len(self.waiting) == 1)
+                else:
+                    data = await self.transport.stream.receive_some(65536)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 self.fail(ServerClosedError(f"connection to {self.label} lost: {exc}"))
                 return

@@ -56,7 +56,14 @@ from ..core.admission import BusSeal, refusal
 from ..core.path import Path
 from ..core.replica import DROPPED, PRESENCE, UPDATE
 from ..core.types import NotGiven
-from ..exceptions import AuthError, ConfigError, DistKVError, NotReadyError, PermissionDenied
+from ..exceptions import (
+    AuthError,
+    ConfigError,
+    DistKVError,
+    NotReadyError,
+    PermissionDenied,
+    ServerError,
+)
 from ..wire import codec
 
 if TYPE_CHECKING:
@@ -173,6 +180,7 @@ class Replicator:
         self._caught_up = trio.Event()  # replaced by an unset one while catching up
         self._caught_up.set()
         self._progress = trio.Event()  # set by _after while catching up
+        self._presence_arrived = trio.Event()
         self.catchup_incomplete = False
         #: peers heard from live (not through a retained record) since we started
         self.fresh_peers: set[str] = set()
@@ -232,6 +240,48 @@ class Replicator:
             self.catchup_incomplete = True
         self._caught_up.set()
         self._check_ready()
+
+    async def _init_new_network(self, bus) -> None:
+        """``-i`` with a broker: refuse to start if this network already has nodes with
+        data (presence records, live or retained: see :meth:`_other_nodes`), unless
+        forced: ``-i`` on a running network would overwrite its root value. Then write
+        the initial value."""
+        srv = self.server
+        with trio.move_on_after(self.ready_timeout):
+            await bus.wait_connected()
+        if not bus.connected:
+            logger.warning(
+                "node %s: the broker is unreachable, so whether network %r exists cannot"
+                " be checked; creating it with -i",
+                self.name,
+                self.root,
+            )
+        else:
+            # retained presence records arrive right after subscribing
+            with trio.move_on_after(min(0.5, self.replica.heartbeat_ms / 1000)):
+                while not self._other_nodes():
+                    await self._presence_arrived.wait()
+                    self._presence_arrived = trio.Event()
+            others = self._other_nodes()
+            if others and not srv.force_init:
+                raise ServerError(
+                    f"network {self.root!r} already has nodes ({', '.join(sorted(others))}):"
+                    " start without -i to join it (or with --force to overwrite its root)"
+                )
+        srv.write(Path(), srv.init)
+        srv.after_batch()
+        self._caught_up.set()
+        self._check_ready()
+
+    def _other_nodes(self) -> list[str]:
+        """Other nodes that hold data: a presence with a tick or with something seen,
+        or an offline record (it may have had data; its will does not say). A node
+        that merely waits for a network to join does not count."""
+        return [
+            n
+            for n, p in self.replica.peers.items()
+            if n != self.name and (not p.online or p.tick > 0 or p.ready or any(p.seen.values()))
+        ]
 
     async def _progress_made(self) -> None:
         """Wait until the replica has handled more bus traffic (see :meth:`_after`);
@@ -467,6 +517,8 @@ class Replicator:
         typ = m["type"]
         self.stats["received"] += 1
         presence = typ == PRESENCE
+        if presence:
+            self._presence_arrived.set()
         if presence and m.get("node") == self.name:
             other = m.get("instance")
             if other is not None and other != self.instance and not bm.retained:
@@ -667,7 +719,12 @@ class Replicator:
         from ..bus.base import open_bus
 
         catch_up = False
-        if not has_data(srv):
+        new_network = srv.init is not NotGiven and not has_data(srv)
+        if new_network:
+            # -i: this node creates the network, once we know that it does not exist
+            self._caught_up = trio.Event()
+            self.status = "checking that the network is new"
+        elif not has_data(srv):
             # no -i, no state, nothing loaded: this node joins an existing network
             r.request_sync()
         elif srv.init is NotGiven and any(o != self.name for o in r.seen):
@@ -695,6 +752,8 @@ class Replicator:
                 trio.open_nursery() as nursery,
             ):
                 self.bus = bus
+                if new_network:
+                    await self._init_new_network(bus)
                 if catch_up:
                     nursery.start_soon(self._catch_up)
                 nursery.start_soon(self._presence_task)

@@ -77,15 +77,17 @@ class Server:
         connect: Callable[[str, tuple], Any] | None = None,
         replica: dict | None = None,
         disk_write: Callable[[int, Any], int] | None = None,
+        force_init: bool = False,
     ):
         """``bus``: what to replicate over instead of ``server.mqtt`` (a
         :class:`~distkv.bus.memory.MemoryNetwork` in tests). ``clock``: wall-clock
         milliseconds that stamp writes (tests pass trio's, so that virtual time drives
         whole clusters). ``connect``: how a joining node reaches a peer's client port
         (default TCP). ``replica``: timing overrides for the replica, over
-        ``server.replication``. Everything a node depends on comes in here."""
-        #: the ``os.write`` of the state directory (tests pass one that fails like a
-        #: full disk; see storage/statedir.py)
+        ``server.replication``. ``force_init``: ``init`` even on a network that exists
+        (its root value is overwritten).
+        ``disk_write``: the ``os.write`` of the state directory (tests pass one that
+        fails like a full disk). Everything a node depends on comes in here."""
         self.disk_write = disk_write
         self.name = name
         self.cfg = cfg
@@ -97,6 +99,7 @@ class Server:
         self.sessions: set[Session] = set()
         self.per_addr: dict[str, int] = {}  # open connections by client address
         self.init = init
+        self.force_init = force_init
         self.auth_required = False
         self.auth_method: str | None = None
         self.acls = AclTable()
@@ -112,6 +115,7 @@ class Server:
         self._bus = bus
         self._connect_peer = connect
         self.ports: list[tuple[str, int]] = []
+        self._local_nursery: trio.Nursery | None = None
         self.started = trio.Event()
         # Wall-clock milliseconds that stamp writes (the hybrid logical clock).
         self.clock_ms: Callable[[], int] = clock or now_ms
@@ -427,8 +431,8 @@ class Server:
             host, port = sock.getpeername()[:2]
             peer = f"{host}:{port}"
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (OSError, AttributeError):
-            peer = "?"
+        except (OSError, AttributeError, ValueError):  # a local socket pair: no address
+            peer = "local"
         addr = peer.rsplit(":", 1)[0]
         why = self._refuse_client(addr)
         if why is not None:
@@ -459,6 +463,19 @@ class Server:
         if n >= lim.clients_per_addr:
             return f"{n} connections from it, server.limits.clients_per_addr is {lim.clients_per_addr}"
         return None
+
+    def open_local_stream(self) -> trio.abc.Stream:
+        """A client connection inside this process (no TCP): for services the node
+        runs itself (``server.services``: runners, gateways). Returns the client end."""
+        if self._local_nursery is None:
+            raise ServerError("the node is not serving yet")
+        # a socket pair, not trio.testing's memory streams: importing trio.testing
+        # alone costs ~10 MB of RSS, a third of a node
+        a, b = socket.socketpair()
+        self._local_nursery.start_soon(
+            self.handle_client, trio.SocketStream(trio.socket.from_stdlib_socket(b))
+        )
+        return trio.SocketStream(trio.socket.from_stdlib_socket(a))
 
     def close_clients(self) -> int:
         """Drop every client connection (their clients reconnect); how many."""
@@ -493,7 +510,13 @@ class Server:
                 self._rebuild_indexes()
                 await nursery.start(sd.serve, self.replica)
                 self.storage = sd
-            if self.init is not NotGiven and self.replica.tree.root.value is NotGiven:
+            if (
+                self.init is not NotGiven
+                and self.replica.tree.root.value is NotGiven
+                and self.bus_config() is None
+            ):
+                # a lone node; with a bus the replicator first checks that the network
+                # does not exist yet (see Replicator._init_new_network)
                 self.write(Path(), self.init)
                 self.after_batch()
             bind = scfg["bind_default"]
@@ -509,7 +532,16 @@ class Server:
             if ctx is not None:
                 listeners = [trio.SSLListener(lst, ctx) for lst in listeners]
             # before serving clients: a joining node must gate requests until it is ready
-            await nursery.start(self._replicate)
+            try:
+                await nursery.start(self._replicate)
+            except BaseException:
+                # the replicator refused to start (e.g. -i on an existing network):
+                # nobody will serve these listeners
+                with trio.CancelScope(shield=True):
+                    for lst in listeners:
+                        await lst.aclose()
+                raise
+            self._local_nursery = nursery
             nursery.start_soon(self._serve_clients, listeners)
             logger.info("node %s serving on %s", self.name, self.ports)
             self.started.set()

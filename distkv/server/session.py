@@ -223,7 +223,9 @@ class Session:
             nursery.start_soon(self._writer)
             self.send(srv.greeting(self))
             await self.flush()
-            receive = self.transport.receive_some
+            # the poller's or the stream's own method: one frame less per resume
+            t = self.transport
+            receive = t.poller.receive_some if t.poller is not None else t.stream.receive_some
             proto = self.proto
             handle = self.handle
             window = self.window

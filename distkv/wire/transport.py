@@ -41,7 +41,9 @@ class Transport:
             self.poller = BusyPoller(self.raw, stream, busy_poll_us)
 
     async def receive_some(self, max_bytes: int = 65536, poll: bool = True) -> bytes:
-        """``poll=False``: sleep at once this time (more work may pile up meanwhile)."""
+        """``poll=False``: sleep at once this time (more work may pile up meanwhile).
+        The hot paths call ``poller.receive_some`` or ``stream.receive_some`` directly:
+        every frame in the await chain costs on each resume of a busy poll."""
         if self.poller is not None:
             return await self.poller.receive_some(max_bytes, poll)
         return await self.stream.receive_some(max_bytes)

@@ -7,7 +7,9 @@ from distkv.auth import get_method
 from distkv.bus.memory import MemoryNetwork
 from distkv.core.acl import user_path
 from distkv.core.path import Path
-from distkv.exceptions import NotReadyError
+from distkv.exceptions import NotReadyError, ServerError
+from distkv.groups import unwrap_group
+from distkv.server import Server
 from distkv.testing.cluster import open_test_cluster, tree_snapshot
 from distkv.testing.wait import eventually
 from distkv.util import P
@@ -281,3 +283,29 @@ async def test_two_nodes_with_one_name_are_reported(autojump_clock, caplog):
     lines = [r.getMessage() for r in caplog.records if "another node named" in r.getMessage()]
     assert lines and all("must be unique" in line for line in lines)
     assert len(lines) == 2  # once per node, not once per heartbeat
+
+
+async def test_init_on_a_network_that_exists_is_refused(autojump_clock):
+    """-i on a running network would overwrite its root value: refused in one line,
+    unless forced; a node that left a retained offline record counts too."""
+    net = MemoryNetwork()
+
+    async def start(name, **kw):
+        srv = Server(name, cl.config(), init="Other", bus=net, clock=cl.clock, **kw)
+        with unwrap_group():
+            async with trio.open_nursery() as nursery:
+                await nursery.start(srv.serve)
+                nursery.cancel_scope.cancel()
+        return srv
+
+    async with open_test_cluster(2, net) as cl:
+        with pytest.raises(ServerError, match=r"network 'distkv' already has nodes \(n1, n2\)"):
+            await start("n3")
+        async with cl.client("n1") as c:
+            assert (await c.get(P(":"))).value == "Testing"
+        await cl.stop("n2")  # offline now, its retained record remains
+        await cl.stop("n1")
+        with pytest.raises(ServerError, match=r"already has nodes \(n1, n2\)"):
+            await start("n3")
+        forced = await start("n4", force_init=True)
+        assert forced.replica.tree.root.value == "Other"
