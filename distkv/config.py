@@ -143,6 +143,28 @@ SCHEMA = Section(
                 # streams with an overflow error (see docs/protocol.md, flow control).
                 "window": Key(Int(4096), 4 * 1024 * 1024, "bytes queued per client"),
                 "max_message": Key(Int(1024), 4 * 1024 * 1024, "largest request, bytes"),
+                # What one client may cost this node (docs/operations.md, "Limits"); read
+                # by distkv/server/limits.py. Past one: a one-line error naming the key.
+                "limits": Section(
+                    {
+                        "path_depth": Key(Int(1), 128, "elements in a path"),
+                        "path_bytes": Key(Int(64), 8192, "encoded size of one path, bytes"),
+                        "value_depth": Key(Int(1), 64, "nesting of lists/maps in a value"),
+                        # msgpack reserves the announced elements up front: a message
+                        # held open with nested headers costs nesting x array_len x 8
+                        "array_len": Key(Int(16), 4096, "elements one list/map may announce"),
+                        "login_message": Key(
+                            Int(256), 16384, "largest message before the login reply (auth on)"
+                        ),
+                        "watches": Key(Int(1), 1000, "live watches per connection"),
+                        "clients": Key(Int(1), 1000, "connections per node (2 fds each)"),
+                        "clients_per_addr": Key(Int(1), 64, "connections per client address"),
+                        "script_ms": Key(
+                            Int(1), 200, "ms one call of a stored type check or codec may run"
+                        ),
+                    },
+                    help="what one client may cost this node",
+                ),
                 # Microseconds a connection polls for the next request before sleeping,
                 # while its client sends back to back (distkv/busypoll.py).
                 "busy_poll": Key(

@@ -29,7 +29,7 @@ from typing import Any
 from ..exceptions import ClientError, ScriptError, ValueTypeError
 from .path import Path
 from .pattern import PatternMap, check_pattern
-from .script import compile_script, def_name, describe_error, examples
+from .script import DEFAULT_BUDGET, compile_script, def_name, describe_error, examples, run_script
 from .script import fmt_name as _fmt
 from .types import NotGiven
 
@@ -58,9 +58,10 @@ def _pairs(value: Mapping, key: str, what: str) -> list[tuple[Any, Any]]:
 class Codec:
     """One codec as stored, compiled."""
 
-    __slots__ = ("name", "encode_fn", "decode_fn", "inputs", "outputs")
+    __slots__ = ("name", "encode_fn", "decode_fn", "inputs", "outputs", "budget")
 
-    def __init__(self, name: tuple, value: Any):
+    def __init__(self, name: tuple, value: Any, budget: float = DEFAULT_BUDGET):
+        self.budget = budget
         what = f"codec {_fmt(name)}"
         if not isinstance(value, Mapping):
             raise ClientError(f"{what}: the definition must be a mapping")
@@ -71,10 +72,10 @@ class Codec:
         self.outputs = _pairs(value, "out", what)
 
     def encode(self, value: Any) -> Any:
-        return self.encode_fn(value)
+        return run_script(self.encode_fn, value, self.budget)
 
     def decode(self, value: Any) -> Any:
-        return self.decode_fn(value)
+        return run_script(self.decode_fn, value, self.budget)
 
     def verify(self) -> None:
         """Run the examples; ScriptError naming the first that does not hold."""
@@ -89,7 +90,7 @@ class Codec:
         ):
             for src, want in pairs:
                 try:
-                    got = fn(src)
+                    got = run_script(fn, src, self.budget)
                 except Exception as exc:  # noqa: BLE001 - stored code may raise anything
                     raise ScriptError(
                         f"{what}: {direction} of {src!r} fails: {describe_error(exc)}"
@@ -149,7 +150,8 @@ class Converter:
 class CodecRegistry:
     """The codecs and converters of one node, kept current by :meth:`apply`."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: float = DEFAULT_BUDGET) -> None:
+        self.budget = budget  # seconds per call of a codec (server.limits.script_ms)
         self.codecs: dict[tuple, Codec] = {}
         self.broken: dict[tuple, str] = {}
         self.convs: dict[str, PatternMap] = {}
@@ -170,7 +172,7 @@ class CodecRegistry:
             self.broken.pop(name, None)
             if value is not NotGiven:
                 try:
-                    self.codecs[name] = Codec(name, value)
+                    self.codecs[name] = Codec(name, value, self.budget)
                 except ClientError as exc:
                     self.broken[name] = str(exc)
                     logger.error("stored codec %s is unusable: %s", _fmt(name), exc)
@@ -198,7 +200,7 @@ class CodecRegistry:
             return
         if path[1] == "codec":
             name = codec_name(tuple(path[2:]))
-            Codec(name, value).verify()
+            Codec(name, value, self.budget).verify()
         elif path[1] == "conv":
             if len(path) < 4 or not isinstance(path[2], str):
                 raise ClientError("a converter entry is .distkv conv NAME PATTERN...")

@@ -76,7 +76,13 @@ def _bad_type(x: Any, where: str) -> PathError:
     )
 
 
-def _check_value(x: Any, where: str) -> None:
+#: How deep tuples may nest inside one path element. Deeper ones are refused: every
+#: consumer of paths (str(), hashing, msgpack, the log) recurses on them, and a path
+#: nested ~1,000 deep would end the process with a RecursionError.
+MAX_NESTING = 16
+
+
+def _check_value(x: Any, where: str, depth: int = 1) -> None:
     """Check a value nested inside a tuple element (here ``None`` is allowed)."""
     t = type(x)
     if t in _SCALARS:
@@ -86,8 +92,10 @@ def _check_value(x: Any, where: str) -> None:
     if x is None:
         return
     if t is tuple:
+        if depth > MAX_NESTING:
+            raise PathError(f"{where}: tuples nest more than {MAX_NESTING} deep")
         for y in x:
-            _check_value(y, where)
+            _check_value(y, where, depth + 1)
         return
     raise _bad_type(x, where)
 

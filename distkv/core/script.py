@@ -12,20 +12,82 @@ number the user sees.
 Trust: the code runs inside the server with full builtins. That is safe only because
 of who may store it: writing below ``.distkv type`` / ``.distkv codec`` needs the
 rights an ACL grants on those system paths (and with ACLs on, nobody has them unless
-granted). An endless loop in stored code stalls the node; keep checks short.
+granted). Mistakes must still not take the node down, so every call goes through
+:func:`run_script`: ``exit()``, ``SystemExit`` or any other ``BaseException`` becomes
+that script's error, and a call that runs past its time budget is stopped (a trace
+function checks the clock on every line the script runs) and reported as its error.
+What a budget cannot stop is one C call that never returns (``sum(range(10**15))``)
+or code that deliberately catches ``BaseException`` in a loop; those need code rights,
+which are for administrators.
 """
 
 from __future__ import annotations
 
 import builtins
+import sys
 import textwrap
+import time
 import types
 from collections.abc import Callable
 from typing import Any
 
 from ..exceptions import ClientError, ScriptError
 
-__all__ = ["compile_script", "def_name", "describe_error", "fmt_name", "with_globals"]
+__all__ = [
+    "DEFAULT_BUDGET",
+    "ScriptTimeout",
+    "compile_script",
+    "def_name",
+    "describe_error",
+    "fmt_name",
+    "run_script",
+    "with_globals",
+]
+
+#: Seconds one call of a stored type check or codec may run (``server.limits.script_ms``).
+DEFAULT_BUDGET = 0.2
+
+
+class ScriptTimeout(BaseException):
+    """Raised inside stored code that ran past its budget. A ``BaseException`` so that
+    the script's own ``except Exception`` does not swallow it."""
+
+
+class ScriptStopped(ScriptError):
+    """What :func:`run_script` raises for a ``BaseException`` (its message says which)."""
+
+
+def run_script(fn: Callable, arg: Any, budget: float = DEFAULT_BUDGET) -> Any:
+    """``fn(arg)`` for stored code: whatever it raises comes out as an ``Exception``
+    (:class:`ScriptStopped` for ``exit()``/``BaseException``, with the budget in the
+    message when it ran too long), never as something that ends the server."""
+    deadline = time.monotonic() + budget
+    clock = time.monotonic
+
+    def line(frame, event, _arg):
+        if clock() > deadline:
+            raise ScriptTimeout(f"ran longer than its budget of {budget * 1000:g} ms")
+        return line
+
+    def call(frame, event, _arg):
+        # opcode events too: a one-line loop (``while 1: pass``) has no line events
+        frame.f_trace_opcodes = True
+        if clock() > deadline:
+            raise ScriptTimeout(f"ran longer than its budget of {budget * 1000:g} ms")
+        return line
+
+    prev = sys.gettrace()
+    sys.settrace(call)
+    try:
+        return fn(arg)
+    except Exception:
+        raise
+    except (KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as exc:  # exit(), SystemExit, ScriptTimeout, ...
+        raise ScriptStopped(describe_error(exc)) from None
+    finally:
+        sys.settrace(prev)
 
 
 def def_name(name: Any, what: str) -> tuple:
@@ -67,8 +129,8 @@ def compile_script(
     except SyntaxError as exc:
         line = (exc.lineno or 2) - 1
         raise ScriptError(f"{what}: {exc.msg} (line {line})") from None
-    except ValueError as exc:  # e.g. NUL bytes in the source
-        raise ScriptError(f"{what}: {exc}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, deep nesting
+        raise ScriptError(f"{what}: {describe_error(exc)}") from None
     namespace: dict[str, Any] = {}
     exec(compiled, namespace)  # noqa: S102 - defines _script, runs nothing else
     return namespace["_script"]
@@ -93,4 +155,6 @@ def with_globals(fn: Callable, names: dict[str, Any]) -> Callable:
 def describe_error(exc: BaseException) -> str:
     """``ValueError: not an integer``: what a user needs from a failing script."""
     text = str(exc)
+    if type(exc) is ScriptStopped:  # already described by run_script
+        return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -178,25 +178,64 @@ class Tree:
         return e
 
     def walk(
-        self, path: tuple = (), min_depth: int = 0, max_depth: int = -1, *, sort: bool = True
-    ) -> Iterator[tuple[tuple, Entry]]:
+        self,
+        path: tuple = (),
+        min_depth: int = 0,
+        max_depth: int = -1,
+        *,
+        sort: bool = True,
+        only: str | None = None,
+        pause: int = 0,
+    ) -> Iterator[tuple[Any, Any]]:
         """Yield ``(relative_path, entry)`` depth-first below ``path`` (inclusive).
 
         Children are visited in a stable, type-aware order when ``sort`` is true.
+        ``only``: ``"values"`` yields only entries with a value, ``"history"`` only
+        those with a chain (values and tombstones). ``pause``: after that many entries
+        skipped in a row by ``only``, yield ``(None, None)`` so that an async consumer
+        can let other tasks run even while nothing is yielded.
+
+        Linear in the size of the subtree: the current path is one list that grows and
+        shrinks as the walk goes down and up, and a path tuple is built only for an
+        entry that is yielded (a deep chain of intermediate entries used to cost one
+        tuple per level per level: 40,000 levels froze a node for seconds). Children
+        are listed when their parent is visited, so the tree may change while a
+        consumer pauses between items.
         """
         start = self.lookup(path)
         if start is None:
             return
-        stack: list[tuple[tuple, Entry, int]] = [((), start, 0)]
+        values = only == "values"
+        history = only == "history"
+        keys: list = []
+        skipped = 0
+        stack: list[tuple[Any, Entry, int]] = [(None, start, 0)]
+        pop = stack.pop
+        push = stack.append
         while stack:
-            rel, e, depth = stack.pop()
-            if depth >= min_depth:
-                yield rel, e
+            k, e, depth = pop()
+            if depth:
+                del keys[depth - 1 :]
+                keys.append(k)
+            if depth >= min_depth and not (
+                (values and e.value is NotGiven) or (history and e.node is None)
+            ):
+                yield tuple(keys), e
+                skipped = 0
+            elif pause:
+                skipped += 1
+                if skipped >= pause:
+                    skipped = 0
+                    yield None, None
             ch = e.children
             if ch and (max_depth < 0 or depth < max_depth):
-                keys = sorted(ch, key=sort_key, reverse=True) if sort else list(ch)
-                for k in keys:
-                    stack.append(((*rel, k), ch[k], depth + 1))
+                d = depth + 1
+                if sort:
+                    for k in sorted(ch, key=sort_key, reverse=True):
+                        push((k, ch[k], d))
+                else:
+                    for k, c in list(ch.items()):
+                        push((k, c, d))
 
     def prune(self, path: tuple) -> None:
         """Drop empty intermediate entries on ``path`` (no value, no chain, no children)."""

@@ -27,7 +27,7 @@ from typing import Any
 from ..exceptions import ClientError, ScriptError, ValueTypeError
 from .path import Path
 from .pattern import PatternMap, check_pattern
-from .script import compile_script, def_name, describe_error, examples
+from .script import DEFAULT_BUDGET, compile_script, def_name, describe_error, examples, run_script
 from .script import fmt_name as _fmt
 from .types import NotGiven
 
@@ -47,10 +47,11 @@ def type_name(name: Any) -> tuple:
 class TypeDef:
     """One type as stored: its code (compiled) and examples."""
 
-    __slots__ = ("name", "code", "good", "bad", "check")
+    __slots__ = ("name", "code", "good", "bad", "check", "budget")
 
-    def __init__(self, name: tuple, value: Any):
+    def __init__(self, name: tuple, value: Any, budget: float = DEFAULT_BUDGET):
         self.name = name
+        self.budget = budget
         if not isinstance(value, Mapping):
             raise ClientError(f"type {_fmt(name)}: the definition must be a mapping")
         self.code = value.get("code")
@@ -61,7 +62,7 @@ class TypeDef:
     def passes(self, value: Any) -> str | None:
         """None if ``value`` passes this type's own check, else why not."""
         try:
-            if self.check(value) is False:
+            if run_script(self.check, value, self.budget) is False:
                 return "the check returned False"
         except Exception as exc:  # noqa: BLE001 - stored code may raise anything
             return describe_error(exc)
@@ -71,7 +72,8 @@ class TypeDef:
 class TypeRegistry:
     """The types and matches of one node, kept current by :meth:`apply`."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: float = DEFAULT_BUDGET) -> None:
+        self.budget = budget  # seconds per call of a check (server.limits.script_ms)
         self.types: dict[tuple, TypeDef] = {}
         self.broken: dict[tuple, str] = {}  # stored types that do not compile here
         self.matches = PatternMap()
@@ -89,7 +91,7 @@ class TypeRegistry:
             self.broken.pop(name, None)
             if value is not NotGiven:
                 try:
-                    self.types[name] = TypeDef(name, value)
+                    self.types[name] = TypeDef(name, value, self.budget)
                 except ClientError as exc:
                     self.broken[name] = str(exc)
                     logger.error("stored type %s is unusable: %s", _fmt(name), exc)
@@ -144,7 +146,7 @@ class TypeRegistry:
 
     def _validate_type(self, name: tuple, value: Any) -> None:
         name = type_name(name)
-        t = TypeDef(name, value)
+        t = TypeDef(name, value, self.budget)
         supers = self._chain(name[:-1]) if len(name) > 1 else []
         if not t.good or not t.bad:
             raise ScriptError(f"type {_fmt(name)} needs good and bad examples (-g / -b)")

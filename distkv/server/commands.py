@@ -26,13 +26,15 @@ if TYPE_CHECKING:
 DUMP_CHUNK = 256
 
 
-def get_path(msg: dict, key: str = "path") -> Path:
+def get_path(server: Server, msg: dict, key: str = "path") -> Path:
     p = msg.get(key, ())
-    if type(p) is Path:
-        return p
-    if isinstance(p, list | tuple):
-        return Path.build(p)
-    raise ClientError(f"{key} must be a path, not {type(p).__name__}")
+    if type(p) is not Path:
+        if not isinstance(p, list | tuple):
+            raise ClientError(f"{key} must be a path, not {type(p).__name__}")
+        p = Path.build(p)
+    if len(p) > server.limits.path_depth:
+        server.limits.check_path(p)
+    return p
 
 
 def _int(msg: dict, key: str, default: int) -> int:
@@ -69,7 +71,7 @@ def cmd_ping(server: Server, session: Session, msg: dict) -> dict:
 
 
 def cmd_get_value(server: Server, session: Session, msg: dict) -> dict:
-    path = get_path(msg)
+    path = get_path(server, msg)
     server.check_acl(session, path, "r")
     e = server.replica.tree.lookup(path)
     res: dict[str, Any] = {}
@@ -86,16 +88,17 @@ def cmd_get_value(server: Server, session: Session, msg: dict) -> dict:
 
 
 def cmd_set_value(server: Server, session: Session, msg: dict) -> dict:
-    path = get_path(msg)
+    path = get_path(server, msg)
     if "value" not in msg:
         raise ClientError("set_value needs a value (use delete_value to delete)")
     value = msg["value"]
     tree = server.replica.tree
     e = tree.lookup(path)
+    if session.acl is not None:  # before the chain check, which tells what exists
+        server.check_acl(session, path, "w" if e is not None and e.value is not NotGiven else "c")
     if "chain" in msg:
         check_chain(e, msg["chain"], path)
-    if session.acl is not None:
-        server.check_acl(session, path, "w" if e is not None and e.value is not NotGiven else "c")
+    server.limits.check_value(value)
     if session.conv is not None:
         value = session.conv.decode(path, value)
     server.check_value(path, value)
@@ -104,11 +107,11 @@ def cmd_set_value(server: Server, session: Session, msg: dict) -> dict:
 
 
 def cmd_delete_value(server: Server, session: Session, msg: dict) -> dict:
-    path = get_path(msg)
+    path = get_path(server, msg)
+    server.check_acl(session, path, "d")  # before the chain check, which tells what exists
     e = server.replica.tree.lookup(path)
     if "chain" in msg:
         check_chain(e, msg["chain"], path)
-    server.check_acl(session, path, "d")
     if e is None or e.value is NotGiven:
         return {"changed": False}
     e = server.write(path, NotGiven)
@@ -116,21 +119,25 @@ def cmd_delete_value(server: Server, session: Session, msg: dict) -> dict:
 
 
 def cmd_delete_tree(server: Server, session: Session, msg: dict) -> dict:
-    path = get_path(msg)
-    paths = [
-        path + rel
-        for rel, e in server.replica.tree.walk(path, sort=False)
-        if e.value is not NotGiven
-    ]
-    for p in paths:
-        server.check_acl(session, p, "d")
+    path = get_path(server, msg)
+    paths = [path + rel for rel, _ in server.replica.tree.walk(path, sort=False, only="values")]
+    acl = session.acl
+    if acl is not None:
+        for p in paths:
+            if not acl.allowed(p, "d"):
+                # name only what was asked for: p may be a path this user cannot see
+                raise PermissionDenied(
+                    f"{session.user} may not delete everything below {path}",
+                    path=path,
+                    mode="d",
+                )
     for p in paths:
         server.write(p, NotGiven)
     return {"count": len(paths)}
 
 
 def cmd_list(server: Server, session: Session, msg: dict) -> dict:
-    path = get_path(msg)
+    path = get_path(server, msg)
     server.check_acl(session, path, "r")
     e = server.replica.tree.lookup(path)
     out = []
@@ -153,9 +160,9 @@ def _has_data(e) -> bool:
     return False
 
 
-def _stream_args(msg: dict) -> tuple[Path, int, int, int, int]:
+def _stream_args(server: Server, msg: dict) -> tuple[Path, int, int, int, int]:
     return (
-        get_path(msg),
+        get_path(server, msg),
         msg["seq"],
         _int(msg, "min_depth", 0),
         _int(msg, "max_depth", -1),
@@ -163,54 +170,68 @@ def _stream_args(msg: dict) -> tuple[Path, int, int, int, int]:
     )
 
 
-def _readable_entries(server: Server, session: Session, path: Path, min_depth: int, max_depth: int):
-    """``(relative path, entry)`` for every value below ``path`` the session may read."""
-    acl = session.acl
-    for rel, e in server.replica.tree.walk(path, min_depth, max_depth):
-        if e.value is NotGiven:
+#: Entries a stream walks (sent or skipped) between two checkpoints: a walk over a
+#: large subtree, or one where the reader may see little, must not hold up other clients.
+WALK_SLICE = 500
+
+
+async def _send_entries(server: Server, session: Session, msg: dict) -> None:
+    """Stream every entry with a value below the request's ``path`` that the session
+    may read (``get_tree``, a watch's initial dump).
+
+    Paced by the client's credit (a large tree neither blocks the server nor piles up
+    in memory for a slow reader), and yielding to other tasks every
+    :data:`WALK_SLICE` entries walked, whether sent or skipped. Values are read when
+    they are sent, so a change during the walk is never followed by older data.
+    """
+    path, seq, min_depth, max_depth, nchain = _stream_args(server, msg)
+    conv = session.conv
+    walked = 0
+    tree = server.replica.tree
+    for rel, e in tree.walk(path, min_depth, max_depth, only="values", pause=WALK_SLICE):
+        walked += 1
+        if walked % WALK_SLICE == 0 or rel is None:  # rel None: 500 entries skipped
+            await trio.lowlevel.checkpoint()
+            if rel is None:
+                continue
+        if e.value is NotGiven:  # deleted while we paused
             continue
+        acl = session.acl  # re-read: rights may change while we pause
         if acl is not None and not acl.allowed(path + rel, "r"):
             continue
-        yield rel, e
+        m = entry_message(seq, rel, e, nchain)
+        if conv is not None:
+            encode_item(conv, path + rel, m)
+        await session.stream_send(seq, m)
 
 
 async def cmd_get_tree(server: Server, session: Session, msg: dict) -> None:
-    """Stream every entry with a value below ``path``.
-
-    Paced by the client's credit, so a large tree neither blocks the server nor piles
-    up in memory for a slow reader.
-    """
-    path, seq, min_depth, max_depth, nchain = _stream_args(msg)
-    conv = session.conv
-    for n, (rel, e) in enumerate(_readable_entries(server, session, path, min_depth, max_depth), 1):
-        msg = entry_message(seq, rel, e, nchain)
-        if conv is not None:
-            encode_item(conv, path + rel, msg)
-        await session.stream_send(seq, msg)
-        if n % 500 == 0:
-            await trio.lowlevel.checkpoint()
+    """Stream every entry with a value below ``path`` (see :func:`_send_entries`)."""
+    await _send_entries(server, session, msg)
 
 
 async def cmd_watch(server: Server, session: Session, msg: dict) -> None:
     """Send changes below ``path`` until stopped; with ``fetch`` first the current state.
 
-    The initial dump is taken in one synchronous pass right after registering, so no
-    change can slip in between: the client sees the dump, ``uptodate``, then only
-    changes newer than the dump.
+    The watcher is registered before the dump starts, and the dump is paced by credit
+    like ``get_tree``: a change during the dump is sent as it happens, and the dump
+    reads each value when it sends it, so the client may see a value twice but never an
+    older one after a newer one; ``uptodate`` follows the dump.
     """
-    path, seq, min_depth, max_depth, nchain = _stream_args(msg)
+    path, seq, min_depth, max_depth, nchain = _stream_args(server, msg)
     server.check_acl(session, path, "r")
+    limit = server.limits.watches
+    if len(session.watchers) >= limit:
+        raise ClientError(
+            f"this connection has {len(session.watchers)} watches, "
+            f"server.limits.watches is {limit}"
+        )
     w = Watcher(session, seq, path, min_depth, max_depth, nchain)
     session.watchers[seq] = w
     server.watches.add(w)
     if msg.get("fetch"):
-        conv = session.conv
-        for rel, e in _readable_entries(server, session, path, min_depth, max_depth):
-            msg = entry_message(seq, rel, e, nchain)
-            if conv is not None:
-                encode_item(conv, path + rel, msg)
-            session.stream_backlog(seq, msg)
-        session.stream_backlog(seq, {"seq": seq, "state": "uptodate"})
+        await _send_entries(server, session, msg)
+        await session.stream_send(seq, {"seq": seq, "state": "uptodate"})
     session.wakeup.set()
     await trio.sleep_forever()
 
@@ -238,6 +259,8 @@ def cmd_log(server: Server, session: Session, msg: dict) -> dict:
 
 
 def cmd_log_stop(server: Server, session: Session, msg: dict) -> dict:
+    if session.acl is not None:  # as for starting one: only unrestricted users
+        raise PermissionDenied(f"{session.user} may not stop the server's log")
     return {"stopped": server.log_stop()}
 
 

@@ -34,6 +34,7 @@ from ..exceptions import (
     StorageError,
 )
 from .commands import COMMANDS
+from .limits import Limits
 from .session import Session
 from .watch import WatchRegistry
 
@@ -75,6 +76,7 @@ class Server:
         clock: Callable[[], int] | None = None,
         connect: Callable[[str, tuple], Any] | None = None,
         replica: dict | None = None,
+        disk_write: Callable[[int, Any], int] | None = None,
         force_init: bool = False,
     ):
         """``bus``: what to replicate over instead of ``server.mqtt`` (a
@@ -83,7 +85,10 @@ class Server:
         whole clusters). ``connect``: how a joining node reaches a peer's client port
         (default TCP). ``replica``: timing overrides for the replica, over
         ``server.replication``. ``force_init``: ``init`` even on a network that exists
-        (its root value is overwritten). Everything a node depends on comes in here."""
+        (its root value is overwritten).
+        ``disk_write``: the ``os.write`` of the state directory (tests pass one that
+        fails like a full disk). Everything a node depends on comes in here."""
+        self.disk_write = disk_write
         self.name = name
         self.cfg = cfg
         # timing knobs: the config's (checked against the schema), then the caller's
@@ -92,13 +97,15 @@ class Server:
         self.watches = WatchRegistry()
         self.commands = dict(COMMANDS)
         self.sessions: set[Session] = set()
+        self.per_addr: dict[str, int] = {}  # open connections by client address
         self.init = init
         self.force_init = force_init
         self.auth_required = False
         self.auth_method: str | None = None
         self.acls = AclTable()
-        self.types = TypeRegistry()
-        self.codecs = CodecRegistry()
+        self.limits = Limits.from_config(cfg["server"].get("limits"))
+        self.types = TypeRegistry(budget=self.limits.script_ms / 1000)
+        self.codecs = CodecRegistry(budget=self.limits.script_ms / 1000)
         self.limiter = LoginLimiter()
         self.storage = None  # StateDir, when server.state_dir is set
         self.logfile = None  # LogFile of `client log dest`
@@ -118,7 +125,11 @@ class Server:
     # --- changes ---
 
     def write(self, path: Path, value: Any):
-        """Make a local change and tell everybody who needs to know."""
+        """Make a local change and tell everybody who needs to know. Refused (the tree
+        untouched) while the state directory does not take writes (a full disk)."""
+        st = self.storage
+        if st is not None and st.error is not None:
+            raise StorageError(f"this node cannot store changes now ({st.error}); reads work")
         e = self.replica.local_write(path, value, self.clock_ms())
         self.changed(path, e)
         return e
@@ -174,10 +185,6 @@ class Server:
             self.codecs.apply(path, e.value)
             return
         self.acls.apply(path, e.value)
-        if kind == "auth" and len(path) == 5 and path[3] == "user":
-            for s in self.sessions:
-                if s.user == path[4] and s.auth_method == path[2]:
-                    s.conv = self._converter(e.value)
         if len(path) == 2 and path[1] == "auth":
             v = e.value
             cur = v.get("current") if isinstance(v, dict) else None
@@ -188,19 +195,58 @@ class Server:
                 # an unknown method name: fail closed (nobody can log in with it)
                 logger.error("auth method %r is unknown: every login will be refused", cur)
                 self.auth_required = True
+        if kind in ("auth", "acl") and self.sessions:
+            self._recheck_logins()
 
-    def after_batch(self) -> None:
+    def _recheck_logins(self) -> None:
+        """After any change to users, groups, ACLs or the auth method: every live
+        connection gets the rights its login has *now*. A login that no longer holds
+        (its user was deleted, auth was switched on or to another method since) is
+        ended: the connection stays, but with no rights and no streams, as if it had
+        never logged in."""
+        for s in list(self.sessions):
+            if not self.auth_required:
+                s.acl = None  # auth off: everybody is root
+                continue
+            if s.user is None:
+                if s.tasks:  # streams started while auth was off
+                    s.logout("auth is on now; log in")
+                continue
+            if s.auth_method != self.auth_method:
+                s.logout(f"the auth method is {self.auth_method} now; log in again")
+                continue
+            e = self.replica.tree.lookup(user_path(s.auth_method, s.user))
+            if e is None or e.value is NotGiven:
+                s.logout(f"user {s.user} was deleted")
+                continue
+            grants = self.acls.grants(s.auth_method, s.user)
+            s.acl = None if grants.is_unrestricted else grants
+            s.conv = self._converter(e.value)
+
+    def after_batch(self) -> bool:
         """Called once per batch of requests, before replies are sent: whatever the
         batch changed is handed to the OS now, so an acknowledged write survives a
-        crash of this process."""
-        if self.storage is not None:
-            self.storage.flush()
+        crash of this process. False: the state directory did not take it (a full
+        disk; it is kept and retried), so the batch's replies must not be sent as
+        acknowledgements."""
+        ok = True
+        st = self.storage
+        if st is not None:
+            was_ok = st.error is None
+            try:
+                st.flush()
+            except StorageError:
+                # logged by the state directory, which now refuses writes; a batch
+                # after that holds no local writes (Server.write refused them), so
+                # only the one that found the disk full has replies to withhold
+                ok = not was_ok
         if self.logfile is not None:
             self.logfile.flush()
         if self.replicator is not None:
             self.replicator.flush()
         elif self.replica.outbox:
             self.replica.outbox.clear()
+        return ok
 
     @property
     def serving(self) -> bool:
@@ -221,9 +267,12 @@ class Server:
 
     async def login(self, session: Session, msg: dict) -> dict:
         """Check a login; on success the session acts as that user from now on."""
+        # Counted per address only, and before it is checked: tries in flight count,
+        # and nobody can lock a *user* out by failing in their name.
         now = trio.current_time()
-        keys = (("user", msg.get("name")), ("addr", session.peer.rsplit(":", 1)[0]))
+        keys = (("addr", session.peer.rsplit(":", 1)[0]),)
         self.limiter.check(now, *keys)
+        self.limiter.failed(now, *keys)
         method, name = start_login(self.auth_method, msg)
         e = self.replica.tree.lookup(user_path(method.name, name))
         record = e.value if e is not None and e.value is not NotGiven else None
@@ -233,10 +282,10 @@ class Server:
             else:
                 user = method.verify(msg, record)
         except AuthFailedError:
-            self.limiter.failed(now, *keys)
             logger.warning("login failed for %r from %s", name, session.peer)
             raise
         self.limiter.succeeded(*keys)
+        session.proto.unlock()
         session.user = user
         session.auth_method = method.name
         session.conv = self._converter(record)
@@ -384,12 +433,36 @@ class Server:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, AttributeError, ValueError):  # a local socket pair: no address
             peer = "local"
+        addr = peer.rsplit(":", 1)[0]
+        why = self._refuse_client(addr)
+        if why is not None:
+            logger.warning("refused a connection from %s: %s", peer, why)
+            with trio.CancelScope(shield=True):
+                try:
+                    await stream.aclose()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+            return
         session = Session(self, stream, peer)
         self.sessions.add(session)
+        self.per_addr[addr] = self.per_addr.get(addr, 0) + 1
         try:
             await session.run()
         finally:
             self.sessions.discard(session)
+            n = self.per_addr.pop(addr) - 1
+            if n:
+                self.per_addr[addr] = n
+
+    def _refuse_client(self, addr: str) -> str | None:
+        """Why a new connection from ``addr`` is refused (None: it is not)."""
+        lim = self.limits
+        if len(self.sessions) >= lim.clients:
+            return f"{len(self.sessions)} connections, server.limits.clients is {lim.clients}"
+        n = self.per_addr.get(addr, 0)
+        if n >= lim.clients_per_addr:
+            return f"{n} connections from it, server.limits.clients_per_addr is {lim.clients_per_addr}"
+        return None
 
     def open_local_stream(self) -> trio.abc.Stream:
         """A client connection inside this process (no TCP): for services the node
@@ -431,6 +504,7 @@ class Server:
                     scfg["state_dir"],
                     fsync=scfg.get("fsync", "interval"),
                     interval=float(scfg.get("fsync_interval", 1.0)),
+                    **({"write": self.disk_write} if self.disk_write is not None else {}),
                 )
                 sd.load(self.replica)
                 self._rebuild_indexes()

@@ -257,17 +257,7 @@ def iter_entries(tree: Tree) -> Iterator[tuple[tuple, Entry]]:
     snapshot walk yields to other tasks); such changes are in the log written after the
     snapshot started, and replaying that log afterwards fixes them up.
     """
-    stack: list[tuple[tuple, Entry]] = [((), tree.root)]
-    pop = stack.pop
-    push = stack.append
-    while stack:
-        path, e = pop()
-        if e.node is not None:
-            yield path, e
-        ch = e.children
-        if ch:
-            for k, c in list(ch.items()):
-                push(((*path, k), c))
+    return tree.walk(sort=False, only="history")
 
 
 # ---------------------------------------------------------------------------- decoding

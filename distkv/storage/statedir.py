@@ -105,14 +105,62 @@ class LoadReport:
         logger.warning("%s", text)
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    n = os.write(fd, data)
-    if n == len(data):  # the usual case: one syscall, no memoryview
-        return
-    view = memoryview(data)[n:]
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+def _write_all(fd: int, data: bytes | memoryview, write: Any = os.write) -> int:
+    """Write all of ``data``; returns the bytes written. An OSError midway carries
+    the bytes written before it as ``exc.written`` (a retry must not repeat them)."""
+    done = 0
+    try:
+        n = write(fd, data)
+        if n == len(data):  # the usual case: one syscall, no memoryview
+            return n
+        done = n
+        view = memoryview(data)[n:]
+        while view:
+            n = write(fd, view)
+            done += n
+            view = view[n:]
+    except OSError as exc:
+        exc.written = done  # type: ignore[attr-defined]
+        raise
+    return done
+
+
+LOCK_FILE = "LOCK"
+
+
+def _lock_dir(path: str) -> int:
+    """Take the state directory for this process (a POSIX lock on ``DIR/LOCK``, which
+    the OS drops when the process dies): a second server on the same directory would
+    delete the first one's snapshot files and damage its state. POSIX locks belong to
+    the process, so reopening the directory in the same process (tests, a reload)
+    works."""
+    import fcntl
+
+    fn = os.path.join(path, LOCK_FILE)
+    try:
+        fd = os.open(fn, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StorageError(f"cannot create lock file {fn}: {exc}") from exc
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        except OSError:
+            pid = "?"
+        os.close(fd)
+        raise StorageError(
+            f"state directory {path} is in use by another server (pid {pid})"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _unlock_dir(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)  # closing drops the lock
 
 
 def _fsync_dir(path: str) -> None:
@@ -191,7 +239,10 @@ class StateDir(_Appender):
         min_log_bytes: int = 4 * 1024 * 1024,
         snapshot_factor: float = 2.0,
         strict: bool = False,
+        write: Any = os.write,
     ):
+        """``write``: the ``os.write`` to use (tests inject a failing one to play a full
+        disk)."""
         if fsync not in _POLICIES:
             raise StorageError(f"fsync policy must be one of {', '.join(_POLICIES)}, not {fsync!r}")
         self.path = os.fspath(path)
@@ -204,6 +255,12 @@ class StateDir(_Appender):
             os.makedirs(self.path, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create state directory {self.path}: {exc}") from exc
+        self._lock_fd = _lock_dir(self.path)
+        self._write = write
+        #: bytes a failed flush could not write (kept in order, written first next time)
+        self._unwritten = b""
+        #: why the last flush failed (None: the directory takes writes)
+        self.error: StorageError | None = None
 
         self._batch = R.Batch()
         self._fd: int | None = None  # current log segment, opened lazily
@@ -364,17 +421,31 @@ class StateDir(_Appender):
         After this a crash of the process loses nothing; after an fsync (policy) a crash
         of the machine loses nothing. Cheap no-op when nothing is queued.
         """
-        if not len(self._batch):
+        if not len(self._batch) and not self._unwritten:
             return 0
         if self.closed:
             raise StorageError("state directory is closed")
-        data = self._batch.take()
-        if self._fd is None:
-            data = self._open_segment() + data
+        head = self._open_segment() if self._fd is None else b""  # may fail: batch kept
+        data = self._batch.take() if len(self._batch) else b""
+        if head:
+            data = head + data
+        if self._unwritten:
+            data = self._unwritten + data
         try:
-            _write_all(self._fd, data)  # type: ignore[arg-type]
+            _write_all(self._fd, data, self._write)  # type: ignore[arg-type]
         except OSError as exc:
-            raise StorageError(f"cannot write to {self._file('log', self._seq)}: {exc}") from exc
+            # e.g. ENOSPC: keep what did not make it, in order, for the next flush;
+            # until one succeeds the node refuses writes (see Server.write)
+            self._unwritten = bytes(data[getattr(exc, "written", 0) :])
+            err = StorageError(f"cannot write to {self._file('log', self._seq)}: {exc}")
+            if self.error is None:
+                logger.error("state: %s; refusing writes until it works again", err)
+            self.error = err
+            raise err from exc
+        self._unwritten = b""
+        if self.error is not None:
+            logger.warning("state: %s takes writes again", self.path)
+            self.error = None
         n = len(data)
         self._written += n
         self._log_bytes += n
@@ -387,7 +458,8 @@ class StateDir(_Appender):
         try:
             self._fd = os.open(fn, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
-            raise StorageError(f"cannot create log segment {fn}: {exc}") from exc
+            self.error = StorageError(f"cannot create log segment {fn}: {exc}")
+            raise self.error from exc
         self._dir_dirty = True
         r = self._replica
         hdr = (
@@ -547,6 +619,8 @@ class StateDir(_Appender):
         async with trio.open_nursery() as nursery:
             if self.fsync == "interval":
                 nursery.start_soon(self._interval_sync)
+            else:
+                nursery.start_soon(self._retry_loop)
             task_status.started()
             while True:
                 await self._snap_wanted.wait()
@@ -561,17 +635,38 @@ class StateDir(_Appender):
     async def _interval_sync(self) -> None:
         while True:
             await trio.sleep(self.interval)
+            await self._retry()
             if self._written > self._synced:
-                await self._sync()
+                try:
+                    await self._sync()
+                except OSError as exc:  # ENOSPC, EIO: keep serving reads, say so
+                    logger.error("state: fsync in %s failed: %s", self.path, exc)
+
+    async def _retry(self) -> None:
+        """While writes are refused, try once in a while whether the disk takes them
+        again (space freed): the node recovers without a restart."""
+        if self.error is None or self.closed:
+            return
+        with contextlib.suppress(StorageError):
+            self.flush()
+
+    async def _retry_loop(self) -> None:
+        while True:
+            await trio.sleep(self.interval)
+            await self._retry()
 
     async def aclose(self) -> None:
         """Flush, fsync (unless ``fsync="never"``) and close. Idempotent."""
         if self.closed:
             return
         with trio.CancelScope(shield=True):
-            self.flush()
+            try:
+                self.flush()
+            except StorageError as exc:  # still full: what is not written is lost
+                logger.error("state: closing %s with unwritten changes: %s", self.path, exc)
             async with self._sync_lock:
                 self.closed = True
+                _unlock_dir(self._lock_fd)
                 fd, self._fd = self._fd, None
                 if fd is not None:
                     if self.fsync == "never":

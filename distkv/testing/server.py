@@ -45,10 +45,16 @@ def attach_stream(server: Server, *, lockstep: bool = False) -> trio.abc.Stream:
 
 @asynccontextmanager
 async def open_test_server(
-    name: str = "test", *, init: Any = NotGiven, tcp: bool = False, cfg: dict | None = None
+    name: str = "test",
+    *,
+    init: Any = NotGiven,
+    tcp: bool = False,
+    cfg: dict | None = None,
+    **server_kw: Any,
 ) -> AsyncIterator[Server]:
-    """A running :class:`Server`; with ``tcp`` it also listens on a free loopback port."""
-    server = Server(name, cfg or make_config(), init=init)
+    """A running :class:`Server`; with ``tcp`` it also listens on a free loopback port.
+    ``server_kw`` go to :class:`Server` (``disk_write``, ...)."""
+    server = Server(name, cfg or make_config(), init=init, **server_kw)
     with unwrap_group():
         async with trio.open_nursery() as nursery:
             serve_clients_in(server, nursery)

@@ -55,13 +55,27 @@ def packer() -> msgpack.Packer:
     return msgpack.Packer(default=_default, strict_types=True, use_bin_type=True)
 
 
-def unpacker(max_size: int = MAX_MESSAGE) -> msgpack.Unpacker:
-    """A streaming unpacker: feed bytes, iterate messages."""
+def unpacker(
+    max_size: int = MAX_MESSAGE, *, max_array: int | None = None, max_ext: int | None = None
+) -> msgpack.Unpacker:
+    """A streaming unpacker: feed bytes, iterate messages.
+
+    ``max_array`` caps the element count a list or map header may announce (msgpack
+    allocates that many slots as soon as it reads the header, so a peer holding a
+    message open with nested headers costs nesting x count x 8 bytes); ``max_ext``
+    the size of one encoded path. Both default to ``max_size``, msgpack's own bound.
+    """
+    kw: dict[str, int] = {}
+    if max_array is not None:
+        kw["max_array_len"] = kw["max_map_len"] = max_array
+    if max_ext is not None:
+        kw["max_ext_len"] = max_ext
     return msgpack.Unpacker(
         ext_hook=_ext_hook,
         raw=False,
         strict_map_key=False,
         max_buffer_size=max_size,
+        **kw,
     )
 
 

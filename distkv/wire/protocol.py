@@ -42,6 +42,8 @@ from . import codec
 
 #: Stream messages a client takes before it must grant more (per stream).
 DEFAULT_CREDIT = 256
+#: Elements a list or map may announce before the login reply (a login has a few keys).
+LOGIN_ARRAY = 16
 
 _UNPACK_ERRORS = (
     msgpack.exceptions.ExtraData,
@@ -287,10 +289,32 @@ class ServerProtocol:
     in the order they are made; ``out_bytes`` is what is queued, for back-pressure.
     """
 
-    def __init__(self, *, max_message: int = codec.MAX_MESSAGE, event_limit: int = 4 << 20):
+    def __init__(
+        self,
+        *,
+        max_message: int = codec.MAX_MESSAGE,
+        event_limit: int = 4 << 20,
+        max_array: int | None = None,
+        max_path: int | None = None,
+        login_message: int | None = None,
+    ):
+        """``max_array``/``max_path``: see :func:`codec.unpacker`. ``login_message``:
+        until :meth:`unlock`, messages are at most that large and announce at most
+        :data:`LOGIN_ARRAY` elements per list or map, so a client that has not logged
+        in cannot make the server allocate much (see docs/protocol.md)."""
         self.event_limit = event_limit
         self._packer = codec.packer()
-        self._unpacker = codec.unpacker(max_message)
+        self._full = (max_message, max_array, max_path)
+        #: while locked: the bytes fed that the unpacker has not consumed yet
+        self._locked: bytearray | None = None
+        self._fed = self._done = 0
+        if login_message is None:
+            self._unpacker = codec.unpacker(max_message, max_array=max_array, max_ext=max_path)
+        else:
+            self._unpacker = codec.unpacker(
+                min(login_message, max_message), max_array=LOGIN_ARRAY, max_ext=max_path
+            )
+            self._locked = bytearray()
         self._out: list[bytes] = []
         self.out_bytes = 0
         self._streams: dict[int, _ServerStream] = {}
@@ -447,15 +471,40 @@ class ServerProtocol:
 
     # --- input
 
+    @property
+    def locked(self) -> bool:
+        """Whether the login limits still apply."""
+        return self._locked is not None
+
+    def unlock(self) -> None:
+        """The client logged in: from now on its messages may use the full limits.
+        Bytes already received but not yet decoded carry over."""
+        rest = self._locked
+        if rest is None:
+            return
+        self._locked = None
+        max_message, max_array, max_path = self._full
+        self._unpacker = codec.unpacker(max_message, max_array=max_array, max_ext=max_path)
+        if rest:
+            self._unpacker.feed(bytes(rest))
+
     def receive_data(self, data: bytes) -> list:
         """Feed bytes from the client; returns the events they complete. Undecodable
         input queues a protocol error and ends with :class:`ConnectionBroken`."""
         events: list = []
         if self.broken:
             return events
+        locked = self._locked
         try:
+            if locked is not None:
+                locked += data
+                self._fed += len(data)
             self._unpacker.feed(data)
             for msg in self._unpacker:
+                if locked is not None:
+                    # where the last complete message ends (tell() also counts the
+                    # bytes of one in progress, which unlock() must carry over)
+                    self._done = self._unpacker.tell()
                 if type(msg) is not dict:
                     self.error(None, ProtocolError("a request must be a map"))
                     continue
@@ -470,6 +519,8 @@ class ServerProtocol:
                     self.error(seq, ClientError("a request needs an 'action'"))
                     continue
                 events.append(Request(seq, action, msg))
+            if locked is not None:
+                del locked[: len(locked) - (self._fed - self._done)]
         except _UNPACK_ERRORS as exc:
             self.broken = True
             err = ProtocolError(f"undecodable data from client, closing: {exc}")

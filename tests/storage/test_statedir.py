@@ -34,7 +34,12 @@ def write(sd: StateDir, r: Replica, key, value, now: int = 1000):
 
 
 def files(d) -> dict[str, tuple[int, int]]:
-    return {n: (s.st_size, s.st_mtime_ns) for n in os.listdir(d) if (s := os.stat(d / n))}
+    return {n: (s.st_size, s.st_mtime_ns) for n in dkv_files(d) if (s := os.stat(d / n))}
+
+
+def dkv_files(d) -> list[str]:
+    """The state files in ``d`` (not the LOCK file)."""
+    return sorted(n for n in os.listdir(d) if n != "LOCK")
 
 
 async def until(cond) -> None:
@@ -78,7 +83,7 @@ async def test_tick_survives_snapshot_when_own_link_is_superseded(tmp_path):
     await sd.snapshot(r)
     await sd.snapshot(r)  # compaction: only snapshots remain, no own chain head
     await sd.aclose()
-    assert sorted(os.listdir(tmp_path)) == ["snap-00000002.dkv", "snap-00000003.dkv"]
+    assert dkv_files(tmp_path) == ["snap-00000002.dkv", "snap-00000003.dkv"]
     r2, _ = reload(tmp_path)
     assert r2.tree.lookup(("x", "k")).chain == (("other", 1), ("me", 3))
     assert r2.tick == 3
@@ -145,7 +150,7 @@ async def test_corrupt_newest_snapshot_falls_back(tmp_path, caplog):
     write(sd, r, "a", None)
     await sd.aclose()
     # log-0 went with the second snapshot; snapshot 1 and its logs are the fallback
-    assert sorted(os.listdir(tmp_path)) == [
+    assert dkv_files(tmp_path) == [
         "log-00000001.dkv",
         "log-00000002.dkv",
         "snap-00000001.dkv",
@@ -190,7 +195,7 @@ async def test_compaction_keeps_disk_use_bounded(tmp_path):
             sd.flush()
         await sd.snapshot(r)
     await sd.aclose()
-    names = sorted(os.listdir(tmp_path))
+    names = dkv_files(tmp_path)
     assert names == ["log-00000005.dkv", "snap-00000005.dkv", "snap-00000006.dkv"]
     assert sum(os.path.getsize(tmp_path / n) for n in names) < 4000
     r2, _ = reload(tmp_path)
@@ -207,7 +212,7 @@ async def test_snapshot_is_triggered_by_log_growth(tmp_path, autojump_clock):
         await until(lambda: sd.snapshots_written >= 1)
         # the trigger: log > max(min_log_bytes, 2 x snapshot size)
         assert sd._log_bytes <= 5000 + 200
-        assert len([n for n in os.listdir(tmp_path) if n.startswith("snap")]) >= 1
+        assert len([n for n in dkv_files(tmp_path) if n.startswith("snap")]) >= 1
     r2, _ = reload(tmp_path)
     assert state(r2.tree) == state(r.tree)
 
@@ -237,7 +242,7 @@ async def test_idle_node_writes_nothing(tmp_path, autojump_clock):
     r = Replica("me")
     async with open_state_dir(tmp_path, r, fsync="interval", interval=1.0) as sd:
         await trio.sleep(30)
-        assert os.listdir(tmp_path) == []  # not even an empty segment
+        assert dkv_files(tmp_path) == []  # not even an empty segment
         write(sd, r, "a", 1)
         await sd.commit()
         assert sd.fsyncs == 0
