@@ -23,4 +23,8 @@ class unwrap_group:
             exc = exc.exceptions[0]
         if isinstance(exc, BaseExceptionGroup):
             return False
+        # Raised here, the error's context would be the group that wrapped it, and an
+        # uncaught one would print its traceback twice ("During handling of the above
+        # exception..."): the group is plumbing, not part of the story.
+        exc.__suppress_context__ = True
         raise exc

@@ -136,7 +136,7 @@ class OneShotClient:
         return self.request("delete_value", **p)
 
     def list(self, path: Any = ()) -> list:
-        return self.request("list", path=_path(path)).children
+        return list(self.request("list", path=_path(path)).children)
 
     def get_tree(
         self, path: Any = (), *, min_depth: int = 0, max_depth: int = -1, nchain: int = 0

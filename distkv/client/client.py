@@ -597,7 +597,7 @@ class Client:
     async def list(self, path: Any = ()) -> list:
         """The names of the children of ``path`` (that have data below them)."""
         res = await self.request("list", path=_path(path))
-        return res.children
+        return list(res.children)
 
     def get_tree(
         self, path: Any = (), *, min_depth: int = 0, max_depth: int = -1, nchain: int = 0
@@ -668,9 +668,15 @@ async def open_client(
     With no arguments this uses the same configuration as the CLI (config files,
     ``DISTKV_CONFIG``), defaulting to 127.0.0.1:27586. A partial config merges over
     it: ``open_client(connect={"host": h, "port": p})``. A full config (as the CLI
-    builds it) can be passed as ``cfg``. ``connect.servers`` lists several nodes to
-    fall back on; the client reconnects when its node goes away.
+    builds it) can be passed as ``cfg``. Settings of the ``connect`` section may be
+    given directly: ``open_client(port=27587, auth="password name=joe ...")``.
+    ``connect.servers`` lists several nodes to fall back on; the client reconnects
+    when its node goes away.
     """
+    # connection settings may be given directly: open_client(port=..., auth=...)
+    direct = {k: kw.pop(k) for k in list(kw) if k in _config.DEFAULTS["connect"]}
+    if direct:
+        kw["connect"] = {**kw.get("connect", {}), **direct}
     if cfg is None:
         cfg = _config.load(extra=kw)
     elif kw:

@@ -145,7 +145,8 @@ def cmd_list(server: Server, session: Session, msg: dict) -> dict:
         for k in sorted(e.children, key=sort_key):
             if _has_data(e.children[k]):
                 out.append(k)
-    return {"children": out}
+    # as a path (msgpack ext 2): names that are tuples come back as tuples, not lists
+    return {"children": Path._from_tuple(tuple(out))}
 
 
 def _has_data(e) -> bool:

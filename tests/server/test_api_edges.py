@@ -1,0 +1,45 @@
+"""Rough edges of the Python API a newcomer meets first (issue: the newcomer's first hour)."""
+
+import subprocess
+import sys
+
+from distkv.client import open_client
+from distkv.testing.server import open_memory_client, open_test_server
+from distkv.util import P
+
+
+async def test_tuple_children_come_back_as_tuples():
+    async with open_test_server() as s, open_memory_client(s) as c:
+        await c.set(P("t") + ((1, 2),), "pair")
+        await c.set(P("t.plain"), "x")
+        children = await c.list(P("t"))
+        assert len(children) == 2 and (1, 2) in children and "plain" in children
+        assert [type(x) for x in children if x != "plain"] == [tuple]
+
+
+async def test_connection_settings_can_be_given_directly():
+    async with open_test_server(tcp=True, init="x") as s:
+        host, port = s.ports[0]
+        async with open_client(host=host, port=port, reconnect=False) as c:
+            assert (await c.get(P(":"))).value == "x"
+            assert c.cfg["connect"]["port"] == port
+
+
+def test_an_uncaught_api_error_prints_one_traceback(tmp_path):
+    """Not a traceback of the error, wrapped in a traceback of a trio ExceptionGroup."""
+    script = tmp_path / "boom.py"
+    script.write_text(
+        "import trio\n"
+        "from distkv.testing.server import open_memory_client, open_test_server\n"
+        "from distkv.util import P\n"
+        "async def main():\n"
+        "    async with open_test_server() as s, open_memory_client(s) as c:\n"
+        "        await c.set(P('a'), 1)\n"
+        "        await c.set(P('a'), 2, chain=None)\n"
+        "trio.run(main)\n"
+    )
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert res.returncode == 1
+    assert res.stderr.count("Traceback") == 1, res.stderr
+    assert "During handling of the above exception" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("distkv.exceptions.ClientChainError")
