@@ -411,10 +411,6 @@ class StateDir(_Appender):
 
     # --- writing
 
-    def append_node(self, node: str, tick: int, tock: int) -> None:
-        """Queue node bookkeeping (e.g. ticks reserved without a change record)."""
-        self.append(R.encode_node(node, tick, tock))
-
     def flush(self) -> int:
         """Write the queued batch to the OS with one ``os.write``; returns bytes written.
 
@@ -505,11 +501,6 @@ class StateDir(_Appender):
     def _request_snapshot(self) -> None:
         if self._snap_wanted is not None:
             self._snap_wanted.set()
-
-    @property
-    def needs_snapshot(self) -> bool:
-        """The log since the last snapshot exceeds the trigger (see module docstring)."""
-        return self._want_snapshot()
 
     async def snapshot(self, replica: Any) -> str:
         """Write a snapshot of ``replica``, then delete what it makes obsolete.
