@@ -335,3 +335,20 @@ def server_list(c: Mapping) -> list[tuple[str, int]]:
         except ValueError:
             raise ConfigError(f"connect.servers: {s!r} has a bad port") from None
     return out
+
+
+def client_ssl_context(c: Mapping):
+    """The TLS context for ``connect.ssl`` (true, or ``{cert: CA file, insecure}``),
+    or None for plain TCP; both clients (trio and one-shot) use it."""
+    sslcfg = c.get("ssl")
+    if not sslcfg:
+        return None
+    import ssl  # here: a plain-TCP command must not pay for it
+
+    ctx = ssl.create_default_context(
+        cafile=sslcfg.get("cert") if isinstance(sslcfg, Mapping) else None
+    )
+    if isinstance(sslcfg, Mapping) and sslcfg.get("insecure"):
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx

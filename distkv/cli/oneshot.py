@@ -176,16 +176,10 @@ def _open_one(c: Mapping, host: str, port: int) -> socket.socket:
             f"cannot connect to DistKV at {host}:{port}: {exc.strerror or exc}"
         ) from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sslcfg = c.get("ssl")
-    if sslcfg:
+    ctx = _config.client_ssl_context(c)
+    if ctx is not None:
         import ssl
 
-        ctx = ssl.create_default_context(
-            cafile=sslcfg.get("cert") if isinstance(sslcfg, Mapping) else None
-        )
-        if isinstance(sslcfg, Mapping) and sslcfg.get("insecure"):
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
         try:
             sock = ctx.wrap_socket(sock, server_hostname=host)
         except (OSError, ssl.SSLError) as exc:

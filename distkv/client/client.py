@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl as _ssl
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -394,14 +393,8 @@ class Client:
             except trio.TooSlowError:
                 raise ServerClosedError(f"timeout connecting to DistKV at {address}") from None
             stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sslcfg = c.get("ssl")
-            if sslcfg:
-                ctx = _ssl.create_default_context(
-                    cafile=sslcfg.get("cert") if isinstance(sslcfg, Mapping) else None
-                )
-                if isinstance(sslcfg, Mapping) and sslcfg.get("insecure"):
-                    ctx.check_hostname = False
-                    ctx.verify_mode = _ssl.CERT_NONE
+            ctx = _config.client_ssl_context(c)
+            if ctx is not None:
                 stream = trio.SSLStream(stream, ctx, server_hostname=host)
         conn = _Conn(stream, address, self._busy_poll)
         try:

@@ -116,3 +116,26 @@ async def open_raw_session(server: Server) -> AsyncIterator[RawSession]:
     a = attach_stream(server)
     yield RawSession(a)
     await a.aclose()
+
+
+async def raw_connection(server: Server, *, lockstep: bool = False):
+    """A connection that speaks raw msgpack (for feeding a server bad input): returns
+    ``(stream, recv)``; ``await recv()`` is the next message, None once closed. The
+    greeting is read and checked already."""
+    from ..wire import codec
+
+    a = attach_stream(server, lockstep=lockstep)
+    unp = codec.unpacker()
+
+    async def recv():
+        while True:
+            for msg in unp:
+                return msg
+            data = await a.receive_some(65536)
+            if not data:
+                return None
+            unp.feed(data)
+
+    greeting = await recv()
+    assert greeting["seq"] == 0 and greeting["node"] == server.name
+    return a, recv

@@ -12,26 +12,13 @@ from distkv.exceptions import (
     ClientAuthRequiredError,
     PermissionDenied,
 )
-from distkv.testing.server import attach_stream, open_memory_client, open_test_server
+from distkv.testing.server import (
+    open_memory_client,
+    open_test_server,
+    raw_connection,
+)
 from distkv.util import P, Path
 from distkv.wire import codec
-
-
-async def raw(server):
-    a = attach_stream(server)
-    unp = codec.unpacker()
-
-    async def recv():
-        while True:
-            for msg in unp:
-                return msg
-            data = await a.receive_some(65536)
-            if not data:
-                return None
-            unp.feed(data)
-
-    assert (await recv())["seq"] == 0  # greeting
-    return a, recv
 
 AUTH = Path(None, "auth")
 
@@ -58,7 +45,7 @@ async def test_pipelined_logins_are_checked_one_at_a_time(autojump_clock):
     async with open_test_server() as s:
         async with open_memory_client(s) as c:
             await setup_password(c)
-        a, recv = await raw(s)
+        a, recv = await raw_connection(s)
         await a.send_all(b"".join(auth_msg(i, "joe", f"guess{i}") for i in range(1, 10)) + auth_msg(10, "joe", "pw-joe"))
         msgs = [await recv() for _ in range(10)]
         assert [m["seq"] for m in msgs] == list(range(1, 11))
@@ -72,7 +59,7 @@ async def test_concurrent_logins_are_counted_before_they_are_checked(autojump_cl
     async with open_test_server() as s:
         async with open_memory_client(s) as c:
             await setup_password(c)
-        conns = [await raw(s) for _ in range(10)]
+        conns = [await raw_connection(s) for _ in range(10)]
         for i, (a, _) in enumerate(conns):
             await a.send_all(auth_msg(1, "joe", f"guess{i}"))
         msgs = [await recv() for _, recv in conns]

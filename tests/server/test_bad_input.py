@@ -5,33 +5,19 @@ import trio
 import trio.testing
 
 from distkv.exceptions import StreamOverflowError
-from distkv.testing.server import attach_stream, make_config, open_memory_client, open_test_server
+from distkv.testing.server import (
+    make_config,
+    open_memory_client,
+    open_test_server,
+    raw_connection,
+)
 from distkv.util import P
 from distkv.wire import codec
 
 
-async def raw_session(server, lockstep=False):
-    # lockstep: the server's send blocks until we read, like a full TCP window
-    a = attach_stream(server, lockstep=lockstep)
-    unp = codec.unpacker()
-
-    async def recv():
-        while True:
-            for msg in unp:
-                return msg
-            data = await a.receive_some(65536)
-            if not data:
-                return None
-            unp.feed(data)
-
-    greeting = await recv()
-    assert greeting["node"] == server.name and greeting["version"] >= 1
-    return a, recv
-
-
 async def test_garbage_bytes_disconnect_only_that_client(autojump_clock):
     async with open_test_server() as s, open_memory_client(s) as good:
-        a, recv = await raw_session(s)
+        a, recv = await raw_connection(s)
         await a.send_all(b"\xc1\xc1\xc1 definitely not msgpack")
         err = await recv()
         assert err["error"] == "protocol"
@@ -42,7 +28,7 @@ async def test_garbage_bytes_disconnect_only_that_client(autojump_clock):
 
 async def test_non_map_message_is_an_error_not_a_disconnect(autojump_clock):
     async with open_test_server() as s:
-        a, recv = await raw_session(s)
+        a, recv = await raw_connection(s)
         await a.send_all(msgpack.packb([1, 2, 3]))
         assert (await recv())["error"] == "protocol"
         await a.send_all(codec.packb({"seq": 5, "action": "ping"}))
@@ -53,7 +39,7 @@ async def test_non_map_message_is_an_error_not_a_disconnect(autojump_clock):
 async def test_oversized_message_disconnects(autojump_clock):
     cfg = make_config(server={"max_message": 10_000})
     async with open_test_server(cfg=cfg) as s, open_memory_client(s) as good:
-        a, recv = await raw_session(s)
+        a, recv = await raw_connection(s)
         big = codec.packb({"seq": 1, "action": "set_value", "path": P("x"), "value": "x" * 50_000})
         await a.send_all(big)
         err = await recv()
@@ -64,7 +50,7 @@ async def test_oversized_message_disconnects(autojump_clock):
 
 async def test_missing_fields_and_wrong_types(autojump_clock):
     async with open_test_server() as s:
-        a, recv = await raw_session(s)
+        a, recv = await raw_connection(s)
         for req, code in [
             ({"seq": 1}, "client"),  # no action
             ({"seq": 2, "action": "get_value", "path": "a.b"}, "client"),  # string, not a path
@@ -82,7 +68,7 @@ async def test_slow_watcher_overflows_alone(autojump_clock):
     """A watcher that never reads is cut off with an overflow error; others go on."""
     cfg = make_config(server={"window": 50_000})
     async with open_test_server(cfg=cfg) as s, open_memory_client(s) as writer:
-        a, recv = await raw_session(s, lockstep=True)
+        a, recv = await raw_connection(s, lockstep=True)
         await a.send_all(codec.packb({"seq": 1, "action": "watch", "path": P("w")}))
         # never read from `a`: the memory stream has no buffer, so everything queues
         async with open_memory_client(s) as fast, fast.watch(P("w")) as w:

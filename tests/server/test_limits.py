@@ -18,27 +18,11 @@ from distkv.testing.server import (
     make_config,
     open_memory_client,
     open_test_server,
+    raw_connection,
 )
 from distkv.util import P, Path
 from distkv.wire import codec
 from distkv.wire.protocol import ConnectionBroken, Request, ServerProtocol
-
-
-async def raw(server):
-    a = attach_stream(server)
-    unp = codec.unpacker()
-
-    async def recv():
-        while True:
-            for msg in unp:
-                return msg
-            data = await a.receive_some(65536)
-            if not data:
-                return None
-            unp.feed(data)
-
-    assert (await recv())["seq"] == 0  # greeting
-    return a, recv
 
 
 def request_with_nested_path(depth: int, action: str = "set_value") -> bytes:
@@ -62,7 +46,7 @@ def request_with_nested_path(depth: int, action: str = "set_value") -> bytes:
 @pytest.mark.parametrize("depth", [40, 900, 1000])
 async def test_deeply_nested_path_is_refused_and_node_lives(autojump_clock, depth):
     async with open_test_server() as s, open_memory_client(s) as good:
-        a, recv = await raw(s)
+        a, recv = await raw_connection(s)
         await a.send_all(request_with_nested_path(depth))
         err = await recv()
         assert err["error"] == "protocol" and "nest more than 16 deep" in err["message"]
@@ -85,7 +69,7 @@ async def test_long_path_is_refused_with_the_limit_named(autojump_clock):
 async def test_path_bytes_limit(autojump_clock):
     cfg = make_config(server={"limits": {"path_bytes": 1000}})
     async with open_test_server(cfg=cfg) as s, open_memory_client(s) as good:
-        a, recv = await raw(s)
+        a, recv = await raw_connection(s)
         await a.send_all(codec.packb({"seq": 1, "action": "get_value", "path": P("x" * 2000)}))
         assert (await recv())["error"] == "protocol"
         assert await recv() is None
@@ -149,7 +133,7 @@ async def test_login_limits_apply_until_the_login_reply(autojump_clock):
             name, rec = m.make_user({"name": "joe", "password": "pw"})
             await c.set(user_path("password", name), rec)
             await c.set(Path(None, "auth"), {"current": "password"})
-        a, recv = await raw(s)
+        a, recv = await raw_connection(s)
         await a.send_all(codec.packb({"seq": 1, "action": "ping", "pad": list(range(100))}))
         assert (await recv())["error"] == "protocol"
         assert await recv() is None
@@ -182,7 +166,7 @@ def test_tree_walk_is_linear_in_depth():
 async def test_watches_per_connection_are_limited(autojump_clock):
     cfg = make_config(server={"limits": {"watches": 3}})
     async with open_test_server(cfg=cfg) as s:
-        a, recv = await raw(s)
+        a, recv = await raw_connection(s)
         for i in range(1, 5):
             await a.send_all(codec.packb({"seq": i, "action": "watch", "path": P(f"w{i}")}))
         got = []
@@ -199,7 +183,7 @@ async def test_watch_dump_waits_for_credit(autojump_clock):
     async with open_test_server() as s, open_memory_client(s) as c:
         for i in range(2000):
             await c.set(P(f"t.k{i}"), "x" * 1000)
-        a, recv = await raw(s)
+        a, recv = await raw_connection(s)
         for seq in range(1, 11):
             await a.send_all(
                 codec.packb({"seq": seq, "action": "watch", "path": P("t"), "fetch": True, "credit": 2})
