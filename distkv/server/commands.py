@@ -176,6 +176,22 @@ def _stream_args(server: Server, msg: dict) -> tuple[Path, int, int, int, int]:
 WALK_SLICE = 500
 
 
+def _check_subtree_readable(session: Session, path: Path) -> None:
+    """Reading what you may not read is an error, not an empty answer: if neither
+    ``path`` nor anything below it can be readable for this user (no ``r`` there, and
+    no ``x`` to go further), raise the ACL's explanation. Where something below may be
+    readable, the walk just skips what is not (that reveals nothing: the same answer
+    whether hidden entries exist or not)."""
+    acl = session.acl
+    if acl is None:
+        return
+    cur = acl.cursor()
+    for el in path:
+        cur = cur.child(el)  # below an entry without x everything is dead
+    if not (cur.allowed("r") or cur.can_enter):
+        acl.check(path, "r")
+
+
 async def _send_entries(server: Server, session: Session, msg: dict) -> None:
     """Stream every entry with a value below the request's ``path`` that the session
     may read (``get_tree``, a watch's initial dump).
@@ -186,6 +202,7 @@ async def _send_entries(server: Server, session: Session, msg: dict) -> None:
     they are sent, so a change during the walk is never followed by older data.
     """
     path, seq, min_depth, max_depth, nchain = _stream_args(server, msg)
+    _check_subtree_readable(session, path)
     conv = session.conv
     walked = 0
     tree = server.replica.tree

@@ -43,3 +43,28 @@ def test_an_uncaught_api_error_prints_one_traceback(tmp_path):
     assert res.stderr.count("Traceback") == 1, res.stderr
     assert "During handling of the above exception" not in res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("distkv.exceptions.ClientChainError")
+
+
+async def test_listing_what_you_may_not_read_is_an_error():
+    import pytest
+
+    from distkv.core.acl import acl_path, user_path
+    from distkv.core.runner import CODE_ROOT
+    from distkv.exceptions import PermissionDenied
+    from distkv.util import Path
+
+    async with open_test_server() as s:
+        async with open_memory_client(s) as root:
+            await root.set(P("pub.a"), 1)
+            await root.set(P("priv.x"), 2)
+            await root.set(Path(*CODE_ROOT, "secret"), {"code": "pass"})
+            await root.set(acl_path("ro", P("pub.#")), "rx")
+            await root.set(user_path("_test", "joe"), {"acl": "ro"})
+            await root.set(user_path("_test", "root"), {})
+            await root.set(Path(None, "auth"), {"current": "_test"})
+        async with open_memory_client(s, connect={"auth": "_test name=joe"}) as joe:
+            assert [r.path async for r in joe.get_tree(P("pub"))] == [P("a")]
+            assert [r.path async for r in joe.get_tree(P("pub.none"))] == []  # may read, empty
+            for hidden in (P("priv"), Path(*CODE_ROOT)):
+                with pytest.raises(PermissionDenied, match="joe may not"):
+                    [r async for r in joe.get_tree(hidden)]

@@ -71,8 +71,9 @@ def test_test_auth_and_write_only_acl(server):
     assert res.returncode == 1 and res.stderr.startswith("PermissionDenied: ")
     res = server.run(dkv + "dkv auth -m _test user add name=evil")
     assert res.returncode == 1 and res.stderr.startswith("PermissionDenied: ")
+    # reading what you may not read is an error, not an empty answer
     res = server.run(dkv + "dkv data internal dump :")
-    assert res.returncode == 0 and res.stdout.strip() in ("{}", "")
+    assert res.returncode == 1 and res.stderr.startswith("PermissionDenied: joe may not read")
     # root still can read what joe wrote
     assert ok(server.run(root + "data wom.foo.bar")) == "42\n"
 
