@@ -27,8 +27,11 @@ async def _broker():
             await trio.to_thread.run_sync(b.close)
 
 
-async def _node(ctx, broker, name: str, *args: str):
-    conf = {"server.mqtt.uri": broker.uri, "server.ready_timeout": 30}
+async def _node(ctx, broker, name: str, *args: str, root: str = "distkv"):
+    """A node on ``broker``; each network a benchmark builds gets its own ``root``:
+    a node refuses ``-i`` on a network that already has nodes (records of an earlier
+    run stay on the broker)."""
+    conf = {"server.mqtt.uri": broker.uri, "server.ready_timeout": 30, "server.root": root}
     return await ctx.pool.start_node(name, *args, conf=conf, timeout=15)
 
 
@@ -50,7 +53,7 @@ async def bench_repl_sync(ctx) -> list[Result]:
     out = []
     async with _broker() as broker:
         for fill in (n, 0):
-            one = await _node(ctx, broker, f"one{fill}", "-i", "Testing")
+            one = await _node(ctx, broker, f"one{fill}", "-i", "Testing", root=f"sync{fill}")
             try:
                 async with open_client(connect={"host": HOST, "port": one.port}) as c:
 
@@ -66,7 +69,7 @@ async def bench_repl_sync(ctx) -> list[Result]:
                         while (await c.get_state()).replication["bus"]["pending"]:
                             await trio.sleep(0.05)
                 t0 = time.perf_counter()
-                two = await _node(ctx, broker, f"two{fill}")
+                two = await _node(ctx, broker, f"two{fill}", root=f"sync{fill}")
                 try:
                     async with open_client(connect={"host": HOST, "port": two.port}) as c:
                         assert (await c.get(P(":"))).value == "Testing"
