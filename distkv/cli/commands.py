@@ -65,6 +65,7 @@ TOP: dict[str, Command] = {
     "server": Command(".server", "server_parser", "run_server"),
     "client": Command(".client", "client_parser", "run_client", CLIENT, logs=False),
     "dump": Command(".main", "dump_parser", "run_dump"),
+    "setup": Command(".setup", "setup_parser", "run_setup"),
 }
 
 
