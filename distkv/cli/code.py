@@ -14,7 +14,7 @@ from ..client import open_client
 from ..client.runner import Runner, job_roots
 from ..config import parse_override, set_dotted
 from ..core.path import P, Path
-from ..core.runner import CODE_ROOT, ERROR_ROOT, STATE_ROOT
+from ..core.runner import CODE_ROOT, ERROR_ROOT, RUNNER_ROOT, STATE_ROOT
 from ..exceptions import ConfigError, NoDataError
 from .main import ArgParser
 from .output import nest, yprint
@@ -187,7 +187,25 @@ async def _run(cfg: dict, a) -> int:
                 yprint({"job": res.value, "states": per})
             else:
                 state = await client.get(states + P(a.path))
-                yprint({"job": res.value, "state": state.get("value")})
+                out = {"job": res.value, "state": state.get("value")}
+                if a.node is not None:
+                    # pinned to one host: is a runner there? (it beats every second)
+                    alive = Path(*RUNNER_ROOT, "node", a.node)
+                    now = time.time()
+                    beats = [r.value.get("seen", 0) async for r in client.get_tree(alive)
+                             if isinstance(r.value, dict)]  # fmt: skip
+                    last = max(beats, default=None)
+                    if last is None:
+                        out["runner"] = (
+                            f"no runner on {a.node} (start one with distkv client run -n {a.node} all)"
+                        )
+                    elif now - last > 3.5:
+                        out["runner"] = (
+                            f"down, the runner on {a.node} was last seen {now - last:.0f} s ago"
+                        )
+                    else:
+                        out["runner"] = f"running on {a.node}"
+                yprint(out)
         elif a.op == "delete":
             if not (await client.delete(jobs + P(a.path))).changed:
                 raise NoDataError(f"no job {a.path}")

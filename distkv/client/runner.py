@@ -99,6 +99,9 @@ class Runner:
         self.hw = hw  # this host's hardware (hw.host.Hardware), for jobs as ``hw``
         self.name = name or node or socket.gethostname()
         self.jobs_root, self.state_root, self.hb_root = job_roots(node, group)
+        # A node's runner does not share its jobs (no rendezvous), but it says that it
+        # is alive, so a job pinned to a host whose runner is down shows it.
+        self.alive_root = self.hb_root or (Path(*RUNNER_ROOT, "node", node) if node else None)
         self.heartbeat = heartbeat
         self.stale = stale if stale is not None else 3.5 * heartbeat
         self.clock = clock
@@ -174,25 +177,27 @@ class Runner:
             await nursery.start(self._follow, self.own_root, self._on_own_state)
             if self.hb_root is not None:
                 await nursery.start(self._follow, self.hb_root, self._on_heartbeat)
+            if self.alive_root is not None:
                 await self._beat()
                 nursery.start_soon(self._heartbeats)
+            if self.hb_root is not None:
                 # hear from the other runners before deciding who does what
                 await trio.sleep(self.heartbeat * 1.5)
             task_status.started()
             try:
                 await self._schedule(nursery)
             finally:
-                if self.hb_root is not None:
+                if self.alive_root is not None:
                     with trio.move_on_after(2, shield=True):
                         # leave at once, so the others take over without waiting
                         # (best effort: the connection may be what ended us)
                         try:
-                            await self.client.delete(self.hb_root + (self.name,))
+                            await self.client.delete(self.alive_root + (self.name,))
                         except DistKVError:
                             pass
 
     async def _beat(self) -> None:
-        await self.client.set(self.hb_root + (self.name,), {"seen": self.clock()})
+        await self.client.set(self.alive_root + (self.name,), {"seen": self.clock()})
 
     async def _heartbeats(self) -> None:
         while True:

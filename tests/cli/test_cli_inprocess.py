@@ -90,3 +90,29 @@ async def test_login_with_a(cfg):
     assert r.code == 1 and r.err.startswith("AuthFailedError: login failed for joe")
     r = await run_cli(["client", "-a", "password name=joe password=pw-joe", "data", ":"], cfg=cfg)
     assert (r.code, r.out) == (0, '"Hello"\n')
+
+
+async def test_a_job_pinned_to_a_host_says_whether_its_runner_is_up():
+    import trio
+
+    from distkv.client import open_client
+    from distkv.client.runner import Runner
+    from distkv.testing.wait import eventually
+
+    async with open_test_server(init="Hello", tcp=True) as server:
+        cfg = cli_config(server)
+        await run_cli(["client", "code", "set", "noop"], cfg=cfg, stdin="pass\n")
+        await run_cli(["client", "run", "-n", "pi1", "set", "-c", "noop", "a.job"], cfg=cfg)
+        r = await run_cli(["client", "run", "-n", "pi1", "get", "a.job"], cfg=cfg)
+        assert "runner: no runner on pi1" in r.out, r.out
+        async with open_client(cfg) as c, trio.open_nursery() as nursery:
+            await nursery.start(Runner(c, node="pi1", name="r1").serve)
+
+            async def up():
+                r = await run_cli(["client", "run", "-n", "pi1", "get", "a.job"], cfg=cfg)
+                return "runner: running on pi1" in r.out
+
+            await eventually(up, timeout=10, what="the runner's heartbeat")
+            nursery.cancel_scope.cancel()
+        r = await run_cli(["client", "run", "-n", "pi1", "get", "a.job"], cfg=cfg)
+        assert "runner: no runner on pi1" in r.out  # a clean stop says goodbye
