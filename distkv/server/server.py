@@ -405,6 +405,9 @@ class Server:
             "tock": self.replica.tock,
             "auth": self.auth_method if self.auth_required else None,
             "window": session.window,
+            # the largest request this node takes (after login): a client refuses a
+            # bigger one itself instead of being disconnected for it
+            "max_message": int(self.cfg["server"]["max_message"]),
         }
 
     def state(self) -> dict:

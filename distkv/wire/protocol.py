@@ -35,6 +35,7 @@ from ..exceptions import (
     DistKVError,
     ProtocolError,
     StreamOverflowError,
+    ValueTypeError,
     error_from_wire,
     error_to_wire,
 )
@@ -135,6 +136,9 @@ class ClientProtocol:
     def __init__(self, *, credit: int = DEFAULT_CREDIT):
         self.credit = credit
         self.greeting: dict | None = None
+        # the server's request size limit (from its greeting): a bigger request is
+        # refused here, instead of the server closing the connection for it
+        self._max_message = 1 << 62
         self._seq = 0
         self._packer = codec.packer()
         self._unpacker = codec.unpacker()
@@ -155,7 +159,13 @@ class ClientProtocol:
         self._seq += 1
         seq = params["seq"] = self._seq
         params["action"] = action
-        self._out.append(self._pack(params))
+        data = self._pack(params)
+        if len(data) > self._max_message:
+            raise ValueTypeError(
+                f"{action}: the request has {len(data)} bytes, the server takes at most"
+                f" {self._max_message} (server.max_message)"
+            )
+        self._out.append(data)
         return seq
 
     def start_stream(self, action: str, params: dict) -> int:
@@ -232,6 +242,9 @@ class ClientProtocol:
                 if st is None:
                     if seq == 0 and self.greeting is None:
                         self.greeting = msg
+                        limit = msg.get("max_message")
+                        if type(limit) is int and limit > 0:
+                            self._max_message = limit
                         events.append(Greeting(msg))
                     else:
                         events.append(Reply(seq, msg))

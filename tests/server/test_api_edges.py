@@ -68,3 +68,17 @@ async def test_listing_what_you_may_not_read_is_an_error():
             for hidden in (P("priv"), Path(*CODE_ROOT)):
                 with pytest.raises(PermissionDenied, match="joe may not"):
                     [r async for r in joe.get_tree(hidden)]
+
+
+async def test_a_value_over_the_servers_limit_is_refused_and_the_connection_lives():
+    import pytest
+
+    from distkv.exceptions import ValueTypeError
+    from distkv.testing.server import make_config
+
+    cfg = make_config(server={"max_message": 100_000})
+    async with open_test_server(cfg=cfg) as s, open_memory_client(s) as c:
+        with pytest.raises(ValueTypeError, match="the server takes at most 100000"):
+            await c.set(P("big"), "x" * 200_000)
+        await c.set(P("small"), "fine")  # same connection, no reconnect needed
+        assert (await c.get(P("small"))).value == "fine"
