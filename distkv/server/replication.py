@@ -592,9 +592,12 @@ class Replicator:
         self._after()
 
     async def _periodic(self) -> None:
+        # With a bus, repair timing needs a fine step; a lone node only purges
+        # tombstones now and then: one wake-up a second keeps it idle on a Pi.
+        step = self.interval if self.target is not None else max(self.interval, 1.0)
         while True:
             self.tick()
-            await trio.sleep(self.interval)
+            await trio.sleep(step)
 
     async def _presence_task(self) -> None:
         while True:
