@@ -25,6 +25,7 @@ MODULES = [
     "bench.paced",
     "bench.cli",
     "bench.hw",
+    "bench.gateway",
 ]
 
 
