@@ -169,7 +169,7 @@ SCHEMA = Section(
                     {
                         "enabled": Key(Bool(), False, "serve the web page and its WebSocket"),
                         "host": Key(Str(), "127.0.0.1", "address to listen on"),
-                        "port": Key(Int(0, 65535), 27587, "port to listen on (0: any free)"),
+                        "port": Key(Int(0, 65535), 27590, "port to listen on (0: any free)"),
                         "origins": Key(
                             ListOf(Str()),
                             [],
