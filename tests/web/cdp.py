@@ -114,7 +114,9 @@ async def open_browser(width: int = 390, height: int = 844) -> AsyncIterator[Pag
     phone by default."""
     exe = chromium_path()
     assert exe is not None
-    with tempfile.TemporaryDirectory(prefix="distkv-chromium-") as profile:
+    with tempfile.TemporaryDirectory(
+        prefix="distkv-chromium-", ignore_cleanup_errors=True
+    ) as profile:
         proc = await trio.lowlevel.open_process(
             [exe, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,

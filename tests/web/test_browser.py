@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from distkv.auth import get_method
-from distkv.core.acl import user_path
+from distkv.core.acl import acl_path, user_path
 from distkv.testing.server import open_memory_client
 from distkv.util import P, Path
 
@@ -117,3 +117,52 @@ async def test_login_form_when_auth_is_on(chromium):
             await page.wait_for(li("house"))
             assert await page.js("document.getElementById('login').offsetParent === null")
             await page.screenshot("6-logged-in")
+
+
+async def test_acl_restricted_user_sees_only_what_the_acl_allows(chromium):
+    async with open_web_server() as (server, port), open_memory_client(server) as c:
+        await c.set(P("pub.a"), 1)
+        await c.set(P("pub.b"), 2)
+        await c.set(P("priv.x"), 3)
+        await c.set(acl_path("ro", P("pub.#")), "rx")
+        await c.set(acl_path("ro", P("pub.b")), "")  # an exception: nothing
+        m = get_method("password")
+        for user, extra in (("root", {}), ("joe", {"acl": "ro"})):
+            name, rec = m.make_user({"name": user, "password": f"pw-{user}"})
+            await c.set(user_path("password", name), {**rec, **extra})
+        await c.set(Path(None, "auth"), {"current": "password"})
+        async with open_browser() as page:
+            await page.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
+            await page.wait_for("!document.getElementById('login').hidden")
+            await page.js(
+                "document.getElementById('login-name').value = 'joe';"
+                "document.getElementById('login-password').value = 'pw-joe';"
+                "document.querySelector('#login button').click()"
+            )
+            # the top level is not joe's to read: refused, nothing shown
+            status = await page.wait_for(
+                "document.getElementById('status').textContent.includes('may not')"
+                " && document.getElementById('status').textContent"
+            )
+            assert "joe may not read" in status
+            assert await page.js("document.querySelectorAll('#tree li').length") == 0
+            # the subtree the ACL grants: pub.a, but not pub.b
+            await page.js("location.hash = 'pub'")
+            await page.wait_for(f"{value_of('pub', 'a')} === '1'")
+            # pub.b's value is not joe's to read (`list` still names it: see docs/web.md)
+            assert await page.js(f"{value_of('pub', 'b')}") == ""
+            assert await page.js("document.getElementById('status').textContent") == "node test"
+            await page.screenshot("7-acl-subtree")
+            # the server refuses the write, the page says so
+            await page.js(f"{li('pub', 'a')}.querySelector('.edit').click()")
+            await page.js(
+                f"{li('pub', 'a')}.querySelector('textarea').value = '5';"
+                f"{li('pub', 'a')}.querySelector('.save').click()"
+            )
+            msg = await page.wait_for(
+                f"{li('pub', 'a')}.querySelector('.editor .error').textContent"
+            )
+            assert "joe may not overwrite pub.a" in msg
+            root = {"connect": {"auth": "password name=root password=pw-root"}}
+            async with open_memory_client(server, **root) as c2:
+                assert (await c2.get(P("pub.a"))).value == 1

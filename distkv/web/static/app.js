@@ -140,7 +140,7 @@ class TreeNode {
     try {
       const res = await client.request("list", { path: new MsgPack.Path(this.path) });
       for (const el of res.children || []) this.child(el);
-    } catch (e) { showError(e); }
+    } catch (e) { showError(e); return; }
     if (!this.expanded) return;
     this.live = false;
     this.watch = client.stream(
@@ -217,16 +217,36 @@ function showError(e) {
 
 // --- connection and login ---
 
+// The subtree shown: the page's #fragment, dotted string elements ("#pub.house");
+// a user whose ACL does not cover the top level opens a subtree they may read.
+function startPath() {
+  const h = decodeURIComponent(location.hash.replace(/^#/, ""));
+  return h ? h.split(".") : [];
+}
+
+function showTree() {
+  const s = $("status");
+  s.textContent = "node " + client.greeting.node;
+  s.classList.remove("bad");
+  if (root !== null) root.destroy();
+  $("tree").replaceChildren();
+  const path = startPath();
+  $("goto-path").value = path.join(".");
+  root = new TreeNode(path, null);
+  root.expand();
+}
+
 function startBrowser(greeting) {
   $("login").hidden = true;
   $("browser").hidden = false;
-  $("tree").replaceChildren();
-  root = new TreeNode([], null);
-  root.expand();
-  const s = $("status");
-  s.textContent = "node " + greeting.node;
-  s.classList.remove("bad");
+  showTree();
 }
+
+$("goto").onsubmit = (ev) => {
+  ev.preventDefault();
+  location.hash = $("goto-path").value;
+};
+window.addEventListener("hashchange", () => { if (!$("browser").hidden) showTree(); });
 
 function showLogin(greeting) {
   $("browser").hidden = true;
