@@ -228,9 +228,15 @@ class WebService:
 
     async def _websocket(self, stream: trio.SocketStream, head: bytes, headers: dict) -> None:
         async with trio.open_nursery() as nursery:
-            request = await wrap_server_stream(
-                nursery, _Replay(stream, head), max_message_size=self.max_message
-            )
+            request = None
+            # a malformed handshake gets its 400 from wsproto, and no request ever
+            with trio.move_on_after(_HEAD_TIMEOUT):
+                request = await wrap_server_stream(
+                    nursery, _Replay(stream, head), max_message_size=self.max_message
+                )
+            if request is None:
+                nursery.cancel_scope.cancel()
+                return
             if not origin_allowed(
                 headers.get("origin"), headers.get("host"), self.origins, self.bind_host
             ):

@@ -135,3 +135,18 @@ async def test_enabled_by_config_and_off_by_default():
     async with open_test_server(tcp=True, init="x"):
         with pytest.raises(OSError):
             await http_get(port, "/")
+
+
+async def test_malformed_handshake_is_answered_and_closed():
+    async with open_web_server() as (_server, port):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(
+                f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\n\r\n".encode()  # no Sec-WebSocket-Key
+            )
+            data = b""
+            with trio.fail_after(5):
+                while chunk := await stream.receive_some(4096):
+                    data += chunk
+        assert data.startswith(b"HTTP/1.1 400")
