@@ -186,6 +186,21 @@ SCHEMA = Section(
                 "catchup_timeout": Key(Float(0), 3, "seconds a restarted node waits to catch up"),
                 "conflict_records": Key(Int(1), 100, "conflict records kept in the error tree"),
                 "replication": _REPLICATION,
+                # distkv/server/web.py, docs/web.md
+                "web": Section(
+                    {
+                        "enabled": Key(Bool(), False, "serve the web page and its WebSocket"),
+                        "host": Key(Str(), "127.0.0.1", "address to listen on"),
+                        "port": Key(Int(0, 65535), 27590, "port to listen on (0: any free)"),
+                        "origins": Key(
+                            ListOf(Str()),
+                            [],
+                            "other page origins that may open the WebSocket"
+                            " (e.g. https://house.example:8443 behind a proxy)",
+                        ),
+                    },
+                    help="the web page (off by default)",
+                ),
                 "services": Key(
                     ListOf(_SERVICE),
                     [],

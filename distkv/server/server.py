@@ -546,6 +546,10 @@ class Server:
                 raise
             self._local_nursery = nursery
             nursery.start_soon(self._serve_clients, listeners)
+            if (scfg.get("web") or {}).get("enabled"):
+                from .web import serve_web
+
+                await nursery.start(serve_web, self)
             logger.info("node %s serving on %s", self.name, self.ports)
             self.started.set()
             task_status.started(self.ports)

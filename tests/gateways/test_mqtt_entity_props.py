@@ -302,8 +302,10 @@ class RacingModel(GatewayModel):
 RacingModel.TestCase.settings = settings(
     GatewayModel.TestCase.settings, max_examples=100, stateful_step_count=20
 )
+# not strict: a random search may miss the race in a run (the example test below
+# reproduces it every time and is strict)
 test_entity_decisions_racing = pytest.mark.xfail(
-    strict=True, reason="older user change sent after the gateway's own HA write"
+    strict=False, reason="older user change sent after the gateway's own HA write"
 )(RacingModel.TestCase)
 
 
