@@ -535,12 +535,15 @@ class Client:
                 or (action in IDEMPOTENT_WITHOUT_CHAIN and "chain" not in params)
             ):
                 raise
-            while True:  # a read: ask again on the next connection
+            while True:  # harmless to repeat: ask again on the next connection
                 params.pop("seq", None)
+                # raises once the client is closing: never a loop without a connection
+                conn = await self._connection()
                 try:
-                    return await self._request_on(await self._connection(), action, params)
+                    return await self._request_on(conn, action, params)
                 except ServerClosedError:
-                    continue
+                    if self._closing:
+                        raise
         except BaseException:
             waiting.pop(seq, None)
             raise
