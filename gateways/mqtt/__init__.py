@@ -100,13 +100,13 @@ class _Shell:
                 self.publish(a.topic, a.payload, a.retain)
             elif isinstance(a, Write):
                 self.devices.begin_write(a.path)
-                link = None
+                link = tock = None
                 try:
                     res = await self.client.set(a.path, a.value)
-                    link = res.chain[0]
+                    link, tock = res.chain[0], res.get("tock")
                 except DistKVError as exc:
                     logger.warning("%s: not stored: %s", ".".join(map(str, a.path)), exc)
-                await self.run(self.devices.end_write(a.path, link))
+                await self.run(self.devices.end_write(a.path, link, tock=tock))
             elif isinstance(a, Problem):
                 logger.warning("%s", a.text)
 
@@ -153,8 +153,9 @@ class _Shell:
                 chain = ev.get("chain") or [None]
                 await self.run(
                     self.devices.desired_event(
-                        path, ev.get("value", NotGiven), chain[0], initial=initial
-                    )
+                        path, ev.get("value", NotGiven), chain[0], initial=initial,
+                        tock=ev.get("tock"),
+                    )  # fmt: skip
                 )
 
     async def mirror(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

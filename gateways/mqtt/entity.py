@@ -161,7 +161,8 @@ class Devices:
         self._desired_head: dict[str, Link | None] = {}  # name -> head link seen last
         self._ours: deque[Link] = deque(maxlen=echo_memory)
         self._ours_set: set[Link] = set()
-        self._writing: dict[tuple, list[tuple[Any, Link | None, bool]]] = {}
+        self._writing: dict[tuple, list[tuple[Any, Link | None, bool, int | None]]] = {}
+        self._written_tock: dict[tuple, int] = {}  # desired path -> tock of our last write
         self._pending_cmd: dict[tuple, Publish] = {}  # desired path -> command to send
         self.commands_sent = 0
 
@@ -252,36 +253,53 @@ class Devices:
         """The shell is about to write ``path``: hold its watch events until done."""
         self._writing.setdefault(path, [])
 
-    def end_write(self, path: tuple, link: Link | None) -> list:
-        """The write returned ``link`` (None: refused); returns the actions still due:
-        the HA command that asked for it, and any watch events held meanwhile."""
+    def end_write(self, path: tuple, link: Link | None, *, tock: int | None = None) -> list:
+        """The write returned ``link`` and ``tock`` (None: refused); returns the actions
+        still due: the HA command that asked for it, and any watch events held meanwhile.
+
+        ``tock`` orders what the watch delivers later: a change that reaches the tree
+        after our write and replaces it has a larger tock (a merge keeps the later
+        tock), so an event with a smaller one was applied before our write and is
+        superseded by it, however late the watch hands it over."""
         out: list = []
         cmd = self._pending_cmd.pop(path, None)
         if link is not None:
             link = (link[0], link[1])
             self._remember(link)
+            if tock is not None:
+                self._written_tock[path] = tock
             spec = self._by_desired.get(path)
             if spec is not None:
                 self._desired_head[spec.name] = link
             if cmd is not None:
                 self.commands_sent += 1
                 out.append(cmd)
-        for value, ev_link, initial in self._writing.pop(path, ()):
-            out.extend(self.desired_event(path, value, ev_link, initial=initial))
+        for value, ev_link, initial, ev_tock in self._writing.pop(path, ()):
+            out.extend(self.desired_event(path, value, ev_link, initial=initial, tock=ev_tock))
         return out
 
     def desired_event(
-        self, path: tuple, value: Any, link: Link | None, *, initial: bool = False
+        self,
+        path: tuple,
+        value: Any,
+        link: Link | None,
+        *,
+        initial: bool = False,
+        tock: int | None = None,
     ) -> list:
         """A watch event on a ``desired`` entry (``value`` NotGiven: deleted; ``initial``:
-        read at start, before the watch was up to date) -> the command to publish."""
+        read at start, before the watch was up to date; ``tock``: the event's) -> the
+        command to publish."""
         spec = self._by_desired.get(path)
         if spec is None:
             return []
         held = self._writing.get(path)
         if held is not None:
-            held.append((value, link, initial))
+            held.append((value, link, initial, tock))
             return []
+        ours = self._written_tock.get(path)
+        if ours is not None and tock is not None and tock < ours:
+            return []  # applied before our own write, which superseded it (end_write)
         if link is not None:
             link = (link[0], link[1])
             if link in self._ours_set:
