@@ -20,19 +20,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from .. import config as _config
-from ..core.path import P, Path
+from ..core.path import as_path
 from ..core.types import NotGiven
 from ..exceptions import ServerClosedError, error_from_wire
 from ..result import attrdict
 from ..wire.protocol import ClientProtocol, ConnectionBroken, Reply, StreamEnded
-
-
-def _path(p: Any) -> Path:
-    if isinstance(p, Path):
-        return p
-    if isinstance(p, str):
-        return P(p)
-    return Path.build(p)
 
 
 class OneShotClient:
@@ -116,33 +108,33 @@ class OneShotClient:
     # --- the part of the Client API the one-shot commands use ---
 
     def get(self, path: Any, *, nchain: int = 0) -> attrdict:
-        p: dict[str, Any] = {"path": _path(path)}
+        p: dict[str, Any] = {"path": as_path(path)}
         if nchain:
             p["nchain"] = nchain
         return self.request("get_value", **p)
 
     def set(self, path: Any, value: Any, *, chain: Any = NotGiven) -> attrdict:
-        p: dict[str, Any] = {"path": _path(path), "value": value}
+        p: dict[str, Any] = {"path": as_path(path), "value": value}
         if chain is not NotGiven:
             p["chain"] = chain
         return self.request("set_value", **p)
 
     def delete(self, path: Any, *, chain: Any = NotGiven, recursive: bool = False) -> attrdict:
         if recursive:
-            return self.request("delete_tree", path=_path(path))
-        p: dict[str, Any] = {"path": _path(path)}
+            return self.request("delete_tree", path=as_path(path))
+        p: dict[str, Any] = {"path": as_path(path)}
         if chain is not NotGiven:
             p["chain"] = chain
         return self.request("delete_value", **p)
 
     def list(self, path: Any = ()) -> list:
-        return list(self.request("list", path=_path(path)).children)
+        return list(self.request("list", path=as_path(path)).children)
 
     def get_tree(
         self, path: Any = (), *, min_depth: int = 0, max_depth: int = -1, nchain: int = 0
     ) -> Iterator[attrdict]:
         return self.stream(
-            "get_tree", path=_path(path), min_depth=min_depth, max_depth=max_depth, nchain=nchain
+            "get_tree", path=as_path(path), min_depth=min_depth, max_depth=max_depth, nchain=nchain
         )
 
 

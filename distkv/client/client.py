@@ -37,7 +37,7 @@ import trio
 
 from .. import config as _config
 from ..busypoll import default_budget_us
-from ..core.path import P, Path
+from ..core.path import as_path
 from ..core.types import NotGiven
 from ..exceptions import (
     ClientError,
@@ -66,14 +66,6 @@ IDEMPOTENT = frozenset({"get_value", "list", "ping", "get_state", "delete_tree"}
 IDEMPOTENT_WITHOUT_CHAIN = frozenset({"set_value", "delete_value"})
 
 _TAKE_OVER = object()  # "nobody is reading now: you read" (see _Conn.wait)
-
-
-def _path(p: Any) -> Path:
-    if isinstance(p, Path):
-        return p
-    if isinstance(p, str):
-        return P(p)
-    return Path.build(p)
 
 
 class _Waiter:
@@ -557,7 +549,7 @@ class Client:
     async def get(self, path: Any, *, nchain: int = 0) -> attrdict:
         """Read one entry: ``res.value`` (absent if there is none), ``res.tock``,
         ``res.chain`` with ``nchain`` > 0."""
-        p = {"path": _path(path)}
+        p = {"path": as_path(path)}
         if nchain:
             p["nchain"] = nchain
         return await self.request("get_value", **p)
@@ -574,7 +566,7 @@ class Client:
             value = kw.pop("value")
         if kw:
             raise ClientError(f"unknown arguments: {', '.join(kw)}")
-        p: dict[str, Any] = {"path": _path(path), "value": value}
+        p: dict[str, Any] = {"path": as_path(path), "value": value}
         if chain is not NotGiven:
             p["chain"] = chain
         return await self.request("set_value", **p)
@@ -584,15 +576,15 @@ class Client:
     ) -> attrdict:
         """Delete one entry (or, with ``recursive``, every value below ``path``)."""
         if recursive:
-            return await self.request("delete_tree", path=_path(path))
-        p: dict[str, Any] = {"path": _path(path)}
+            return await self.request("delete_tree", path=as_path(path))
+        p: dict[str, Any] = {"path": as_path(path)}
         if chain is not NotGiven:
             p["chain"] = chain
         return await self.request("delete_value", **p)
 
     async def list(self, path: Any = ()) -> list:
         """The names of the children of ``path`` (that have data below them)."""
-        res = await self.request("list", path=_path(path))
+        res = await self.request("list", path=as_path(path))
         return list(res.children)
 
     def get_tree(
@@ -602,7 +594,7 @@ class Client:
         return StreamCall(
             self,
             "get_tree",
-            {"path": _path(path), "min_depth": min_depth, "max_depth": max_depth, "nchain": nchain},
+            {"path": as_path(path), "min_depth": min_depth, "max_depth": max_depth, "nchain": nchain},
         )
 
     def watch(
@@ -621,7 +613,7 @@ class Client:
             self,
             "watch",
             {
-                "path": _path(path),
+                "path": as_path(path),
                 "fetch": fetch,
                 "min_depth": min_depth,
                 "max_depth": max_depth,
@@ -633,7 +625,7 @@ class Client:
         """Keep a live local copy of a subtree; see :mod:`distkv.obj`."""
         from ..obj import mirror
 
-        return mirror(self, _path(path), root_type=root_type, **kw)
+        return mirror(self, as_path(path), root_type=root_type, **kw)
 
     async def ping(self) -> attrdict:
         return await self.request("ping")

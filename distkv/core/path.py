@@ -426,6 +426,16 @@ def P(s: str | Path) -> Path:
     return Path.from_str(s)
 
 
+def as_path(p: Any) -> Path:
+    """A path from what API callers pass: a Path, its string form, or a sequence of
+    elements (the one conversion both clients use)."""
+    if isinstance(p, Path):
+        return p
+    if isinstance(p, str):
+        return P(p)
+    return Path.build(p)
+
+
 def sort_key(element: Any) -> tuple:
     """A key that orders mixed-type path elements deterministically.
 

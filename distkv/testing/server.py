@@ -139,3 +139,22 @@ async def raw_connection(server: Server, *, lockstep: bool = False):
     greeting = await recv()
     assert greeting["seq"] == 0 and greeting["node"] == server.name
     return a, recv
+
+
+async def setup_password(c: Client, users=("root", "joe"), **extra: Any) -> None:
+    """Add password users ``NAME`` with password ``pw-NAME`` (``extra[name]``: more
+    record fields, e.g. ``{"acl": "ro"}``), then switch password auth on."""
+    from ..auth import get_method
+    from ..core.acl import user_path
+    from ..core.path import Path
+
+    m = get_method("password")
+    for u in users:
+        name, rec = m.make_user({"name": u, "password": f"pw-{u}"})
+        await c.set(user_path("password", name), {**rec, **extra.get(u, {})})
+    await c.set(Path(None, "auth"), {"current": "password"})
+
+
+def login(user: str, password: str | None = None) -> dict:
+    """Client config overrides that log in as a :func:`setup_password` user."""
+    return {"connect": {"auth": f"password name={user} password={password or 'pw-' + user}"}}

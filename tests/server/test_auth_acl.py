@@ -2,26 +2,12 @@
 
 import pytest
 
-from distkv.auth import get_method
 from distkv.core.acl import acl_path, user_path
 from distkv.exceptions import AuthFailedError, ClientAuthRequiredError, PermissionDenied
-from distkv.testing.server import open_memory_client, open_test_server
+from distkv.testing.server import login, open_memory_client, open_test_server, setup_password
 from distkv.util import P, Path
 
 AUTH = Path(None, "auth")
-
-
-async def setup_password(c, users=("root", "joe"), **extra):
-    """Add users (``extra[name]`` = more record fields), then switch auth on."""
-    m = get_method("password")
-    for u in users:
-        name, rec = m.make_user({"name": u, "password": f"pw-{u}"})
-        await c.set(user_path("password", name), {**rec, **extra.get(u, {})})
-    await c.set(AUTH, {"current": "password"})
-
-
-def login(u, pw=None):
-    return {"connect": {"auth": f"password name={u} password={pw or 'pw-' + u}"}}
 
 
 async def test_login_required_and_refused(autojump_clock):

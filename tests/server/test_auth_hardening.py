@@ -5,7 +5,6 @@ import pytest
 import trio
 import trio.testing
 
-from distkv.auth import get_method
 from distkv.core.acl import acl_path, user_path
 from distkv.exceptions import (
     AuthFailedError,
@@ -13,26 +12,16 @@ from distkv.exceptions import (
     PermissionDenied,
 )
 from distkv.testing.server import (
+    login,
     open_memory_client,
     open_test_server,
     raw_connection,
+    setup_password,
 )
 from distkv.util import P, Path
 from distkv.wire import codec
 
 AUTH = Path(None, "auth")
-
-
-async def setup_password(c, users=("root", "joe"), **extra):
-    m = get_method("password")
-    for u in users:
-        name, rec = m.make_user({"name": u, "password": f"pw-{u}"})
-        await c.set(user_path("password", name), {**rec, **extra.get(u, {})})
-    await c.set(AUTH, {"current": "password"})
-
-
-def login(u, pw=None):
-    return {"connect": {"auth": f"password name={u} password={pw or 'pw-' + u}"}}
 
 
 def auth_msg(seq, name, pw):
@@ -46,10 +35,15 @@ async def test_pipelined_logins_are_checked_one_at_a_time(autojump_clock):
         async with open_memory_client(s) as c:
             await setup_password(c)
         a, recv = await raw_connection(s)
-        await a.send_all(b"".join(auth_msg(i, "joe", f"guess{i}") for i in range(1, 10)) + auth_msg(10, "joe", "pw-joe"))
+        await a.send_all(
+            b"".join(auth_msg(i, "joe", f"guess{i}") for i in range(1, 10))
+            + auth_msg(10, "joe", "pw-joe")
+        )
         msgs = [await recv() for _ in range(10)]
         assert [m["seq"] for m in msgs] == list(range(1, 11))
-        assert all(m.get("error") == "auth_failed" for m in msgs), msgs  # the right one came too late
+        assert all(m.get("error") == "auth_failed" for m in msgs), (
+            msgs
+        )  # the right one came too late
         assert sum("too many failed logins" in m["message"] for m in msgs) == 5
 
 
