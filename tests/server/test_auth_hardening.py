@@ -18,10 +18,8 @@ from distkv.testing.server import (
     raw_connection,
     setup_password,
 )
-from distkv.util import P, Path
+from distkv.util import P
 from distkv.wire import codec
-
-AUTH = Path(None, "auth")
 
 
 def auth_msg(seq, name, pw):
