@@ -198,6 +198,12 @@ SCHEMA = Section(
                             "other page origins that may open the WebSocket"
                             " (e.g. https://house.example:8443 behind a proxy)",
                         ),
+                        "ssl": Key(
+                            Nullable(Section({"cert": Key(Str(), None, "certificate file"),
+                                              "key": Key(Nullable(Str()), None, "key file")})),
+                            None,
+                            "TLS for the page: {cert: FILE, key: FILE}",
+                        ),  # fmt: skip
                     },
                     help="the web page (off by default)",
                 ),

@@ -35,6 +35,7 @@ from ..exceptions import (
 )
 from .commands import COMMANDS
 from .limits import Limits
+from .metrics import Metrics
 from .session import Session
 from .watch import WatchRegistry
 
@@ -96,6 +97,8 @@ class Server:
         self.replica = Replica(name, **knobs)
         self.watches = WatchRegistry()
         self.commands = dict(COMMANDS)
+        #: request counts and latencies, for the web service's /metrics
+        self.metrics = Metrics(self.commands)
         self.sessions: set[Session] = set()
         self.per_addr: dict[str, int] = {}  # open connections by client address
         self.init = init

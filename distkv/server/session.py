@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -306,10 +307,12 @@ class Session:
                 and srv.serving
             ):
                 # the hot path (get, set, ...): run it here and now
+                t0 = perf_counter()
                 try:
                     self.proto.reply(req.seq, cmd[0](srv, self, req.msg))
                 except Exception as exc:  # noqa: BLE001 - a bug must not kill the session
                     self._fail(req, exc)
+                srv.metrics.observe(req.action, perf_counter() - t0)
                 return
             if (cmd is not None and cmd[1] == "async") or (
                 req.action not in UNGATED and not srv.serving
@@ -326,6 +329,7 @@ class Session:
         """Run a request that does not wait; errors become error replies, never a
         crashed server."""
         seq = req.seq
+        t0 = perf_counter()
         try:
             fn, kind = self._command(req)
             if kind == "stream":
@@ -334,6 +338,7 @@ class Session:
                 self.proto.reply(seq, fn(self.server, self, req.msg))
         except Exception as exc:  # noqa: BLE001 - a bug must not kill the session
             self._fail(req, exc)
+        self.server.metrics.observe(req.action, perf_counter() - t0)
 
     def _command(self, req: Request) -> tuple[Any, str]:
         cmd = self.server.commands.get(req.action)
@@ -360,7 +365,9 @@ class Session:
                     await srv.wait_ready()
                 fn, kind = self._command(req)
                 if kind == "async":
+                    t0 = perf_counter()
                     self.proto.reply(req.seq, await fn(srv, self, req.msg))
+                    srv.metrics.observe(req.action, perf_counter() - t0)
                 else:
                     held.popleft()
                     self.execute(req)

@@ -5,11 +5,16 @@ docs/protocol.md): each connection is wrapped in :class:`WebSocketStream`, a tri
 stream, and handed to :meth:`Server.handle_client`. So the browser is just another
 client, with the same login and ACLs, and this module adds no request handling of
 its own. The only decisions it makes are which files to serve and which origins may
-open a WebSocket (:func:`origin_allowed`, pure). Off by default; see docs/web.md.
+open a WebSocket (:func:`origin_allowed`, pure), and who may read ``/metrics``
+(Prometheus text, :mod:`.metrics`): with auth on, HTTP Basic credentials of a user of
+the node's auth method whose ACL lets them read ``.distkv.metrics``. Off by default;
+see docs/web.md.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
 from importlib import resources
@@ -26,6 +31,11 @@ logger = logging.getLogger(__name__)
 
 #: the WebSocket endpoint's path
 WS_PATH = "/ws"
+#: Prometheus metrics
+METRICS_PATH = "/metrics"
+#: the (virtual) path whose read right lets an ACL-restricted user read /metrics
+METRICS_ACL_PATH = (".distkv", "metrics")
+_METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _MAX_HEAD = 16384
 _HEAD_TIMEOUT = 10.0
 _NAME = re.compile(r"^[A-Za-z0-9_-]+\.[a-z]+$")
@@ -152,9 +162,11 @@ def _static(name: str) -> bytes | None:
         return None
 
 
-async def _respond(stream: trio.abc.Stream, status: str, body: bytes, ctype: str, head: bool):
+async def _respond(
+    stream: trio.abc.Stream, status: str, body: bytes, ctype: str, head: bool, extra: str = ""
+):
     hdr = (
-        f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+        f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n{extra}"
         f"Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
         f"Content-Security-Policy: {_CSP}\r\nConnection: close\r\n\r\n"
     )
@@ -172,11 +184,45 @@ def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
     return method, target, headers
 
 
+def basic_credentials(value: str | None) -> tuple[str, str] | None:
+    """``Authorization: Basic ...`` as (name, password); None if absent or malformed."""
+    if not value:
+        return None
+    scheme, _, data = value.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        name, sep, pw = base64.b64decode(data.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (name, pw) if sep and name else None
+
+
+def ssl_context(cfg: Any):
+    """TLS for the web service: ``server.web.ssl: {cert: FILE, key: FILE}`` (None: plain
+    HTTP). A file that cannot be loaded is a ConfigError naming it."""
+    if not cfg:
+        return None
+    import ssl
+
+    from ..exceptions import ConfigError
+
+    if not isinstance(cfg, dict) or not cfg.get("cert"):
+        raise ConfigError("server.web.ssl needs cert (and key) file names")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cfg["cert"], cfg.get("key"))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"server.web.ssl: cannot load {cfg['cert']}: {exc}") from None
+    return ctx
+
+
 class WebService:
     """One node's web service: the listener's connection handler."""
 
     def __init__(self, server: Server, cfg: dict):
         self.server = server
+        self.metrics = server.metrics
         self.origins: list[str] = list(cfg.get("origins") or [])
         self.bind_host: str = cfg.get("host") or "127.0.0.1"
         self.max_message = int(server.cfg["server"].get("max_message") or 4 * 1024 * 1024)
@@ -218,6 +264,9 @@ class WebService:
         if not _host_allowed(headers.get("host", ""), self.origins, self.bind_host):
             await _respond(stream, "403 Forbidden", b"bad Host\n", "text/plain", False)
             return
+        if path == METRICS_PATH:
+            await self._metrics(stream, headers, method == "HEAD")
+            return
         name = "index.html" if path == "/" else path.lstrip("/")
         body = _static(name)
         if body is None:
@@ -225,6 +274,59 @@ class WebService:
             return
         ctype = _TYPES.get(name.rsplit(".", 1)[1], "application/octet-stream")
         await _respond(stream, "200 OK", body, ctype, method == "HEAD")
+
+    async def _metrics(self, stream: trio.abc.Stream, headers: dict, head: bool) -> None:
+        """``/metrics``: open while auth is off (like the tree itself); with auth on,
+        Basic credentials of a user who may read ``.distkv.metrics``."""
+        why = await self._metrics_refused(stream, headers)
+        if why is not None:
+            status, text = why
+            extra = 'WWW-Authenticate: Basic realm="distkv"\r\n' if status.startswith("401") else ""
+            await _respond(stream, status, text.encode() + b"\n", "text/plain", head, extra)
+            return
+        from .metrics import render
+
+        srv = self.server
+        watchers = sum(len(ws) for ws in srv.watches.by_prefix.values())
+        body = render(self.metrics, srv.state(), watchers).encode()
+        await _respond(stream, "200 OK", body, _METRICS_TYPE, head)
+
+    async def _metrics_refused(self, stream: trio.abc.Stream, headers: dict):
+        """None if the request may read /metrics, else (HTTP status, one-line reason)."""
+        from ..auth import start_login
+        from ..core.acl import user_path
+        from ..core.path import Path
+        from ..core.types import NotGiven
+        from ..exceptions import DistKVError
+
+        srv = self.server
+        if not srv.auth_required:
+            return None
+        cred = basic_credentials(headers.get("authorization"))
+        if cred is None:
+            return "401 Unauthorized", f"log in (HTTP Basic, a {srv.auth_method} user)"
+        name, password = cred
+        addr = ("addr", _peer_host(stream))
+        now = trio.current_time()
+        msg = {"method": srv.auth_method, "name": name, "password": password}
+        try:
+            srv.limiter.check(now, addr)
+            srv.limiter.failed(now, addr)  # counted before it is checked, as in Server.login
+            method, name = start_login(srv.auth_method, msg)
+            e = srv.replica.tree.lookup(user_path(method.name, name))
+            record = e.value if e is not None and e.value is not NotGiven else None
+            if getattr(method, "slow", False):
+                user = await trio.to_thread.run_sync(method.verify, msg, record)
+            else:
+                user = method.verify(msg, record)
+        except DistKVError as exc:
+            logger.warning("web: /metrics login as %r refused: %s", name, exc)
+            return "401 Unauthorized", str(exc)
+        srv.limiter.succeeded(addr)
+        grants = srv.acls.grants(method.name, user)
+        if not grants.is_unrestricted and not grants.allowed(METRICS_ACL_PATH, "r"):
+            return "403 Forbidden", f"{user} may not read {Path(*METRICS_ACL_PATH)}"
+        return None
 
     async def _websocket(self, stream: trio.SocketStream, head: bytes, headers: dict) -> None:
         async with trio.open_nursery() as nursery:
@@ -245,10 +347,23 @@ class WebService:
                 nursery.cancel_scope.cancel()
                 return
             ws = await request.accept()
+            self.metrics.count("web_connections")
             try:
-                await self.server.handle_client(WebSocketStream(ws, stream))
+                await self.server.handle_client(WebSocketStream(ws, _socket_stream(stream)))
             finally:
                 nursery.cancel_scope.cancel()
+
+
+def _socket_stream(stream: trio.abc.Stream) -> trio.abc.Stream:
+    """The TCP stream under a TLS one: the server reads the peer address from it."""
+    return stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+
+
+def _peer_host(stream: trio.abc.Stream) -> str:
+    try:
+        return str(_socket_stream(stream).socket.getpeername()[0])
+    except (OSError, AttributeError, IndexError):
+        return "local"
 
 
 async def serve_web(server: Server, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -259,6 +374,7 @@ async def serve_web(server: Server, *, task_status=trio.TASK_STATUS_IGNORED) -> 
     cfg = server.cfg["server"].get("web") or {}
     host = cfg.get("host") or "127.0.0.1"
     port = int(cfg.get("port", 0))
+    ctx = ssl_context(cfg.get("ssl"))  # before listening: a bad file stops the node
     try:
         listeners = await trio.open_tcp_listeners(port, host=host)
     except OSError as exc:
@@ -266,6 +382,8 @@ async def serve_web(server: Server, *, task_status=trio.TASK_STATUS_IGNORED) -> 
             f"cannot listen on {host}:{port}: {exc.strerror or exc} (server.web)"
         ) from None
     ports = [lst.socket.getsockname()[:2] for lst in listeners]
-    logger.info("node %s: web page on %s", server.name, ports)
+    if ctx is not None:
+        listeners = [trio.SSLListener(lst, ctx, https_compatible=True) for lst in listeners]
+    logger.info("node %s: web page on %s%s", server.name, ports, " (TLS)" if ctx else "")
     task_status.started(ports)
     await trio.serve_listeners(WebService(server, cfg).handle, listeners)

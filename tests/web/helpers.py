@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,11 +17,12 @@ from distkv.testing.server import make_config, serve_clients_in
 
 @asynccontextmanager
 async def open_web_server(
-    init: Any = "Root", *, origins: list[str] | None = None
+    init: Any = "Root", *, origins: list[str] | None = None, **web: Any
 ) -> AsyncIterator[tuple[Server, int]]:
     """A node serving TCP clients and its web page (port 0: a free one); yields the
-    server and the web port."""
-    cfg = make_config(server={"web": {"enabled": True, "port": 0, "origins": origins or []}})
+    server and the web port. ``web``: more ``server.web`` settings (``ssl``)."""
+    wcfg = {"enabled": True, "port": 0, "origins": origins or [], **web}
+    cfg = make_config(server={"web": wcfg})
     server = Server("test", cfg, init=init)
     with unwrap_group():
         async with trio.open_nursery() as nursery:
@@ -31,11 +33,28 @@ async def open_web_server(
             nursery.cancel_scope.cancel()
 
 
-async def http_get(port: int, target: str, host: str | None = None) -> tuple[int, dict, bytes]:
-    """A bare HTTP/1.1 GET: status, headers (lower-case names), body."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+async def http_get(
+    port: int,
+    target: str,
+    host: str | None = None,
+    *,
+    auth: tuple[str, str] | None = None,
+    ssl_context: Any = None,
+) -> tuple[int, dict, bytes]:
+    """A bare HTTP/1.1 GET: status, headers (lower-case names), body. ``auth``: HTTP
+    Basic (name, password); ``ssl_context``: over TLS."""
+    if ssl_context is not None:
+        stream = await trio.open_ssl_over_tcp_stream(
+            "127.0.0.1", port, ssl_context=ssl_context, https_compatible=True
+        )
+    else:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    extra = ""
+    if auth is not None:
+        extra = "Authorization: Basic " + base64.b64encode(":".join(auth).encode()).decode()
+        extra += "\r\n"
     async with stream:
-        req = f"GET {target} HTTP/1.1\r\nHost: {host or f'127.0.0.1:{port}'}\r\n\r\n"
+        req = f"GET {target} HTTP/1.1\r\nHost: {host or f'127.0.0.1:{port}'}\r\n{extra}\r\n"
         await stream.send_all(req.encode())
         data = b""
         while chunk := await stream.receive_some(65536):
