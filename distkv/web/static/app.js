@@ -226,6 +226,39 @@ function startPath() {
   return h ? h.split(".") : [];
 }
 
+// The other pages (pages.js) live at "#!NAME"; anything else is a tree path.
+let page = null;
+function pageName() {
+  const m = /^#!([a-z]+)/.exec(location.hash);
+  return m ? m[1] : null;
+}
+
+function stopPage() {
+  if (page !== null) { page.stop(); page = null; }
+  $("page").replaceChildren();
+}
+
+function route() {
+  const name = pageName();
+  for (const a of document.querySelectorAll("#nav a"))
+    a.classList.toggle("current", a.dataset.page === (name || "tree"));
+  stopPage();
+  if (name !== null && window.Pages && window.Pages[name]) {
+    if (root !== null) { root.destroy(); root = null; }
+    $("tree").replaceChildren();
+    $("browser").hidden = true;
+    $("page").hidden = false;
+    const s = $("status");
+    s.textContent = "node " + client.greeting.node;
+    s.classList.remove("bad");
+    page = new window.Pages[name]($("page"), client);
+    return;
+  }
+  $("page").hidden = true;
+  $("browser").hidden = false;
+  showTree();
+}
+
 function showTree() {
   const s = $("status");
   s.textContent = "node " + client.greeting.node;
@@ -240,18 +273,21 @@ function showTree() {
 
 function startBrowser(greeting) {
   $("login").hidden = true;
-  $("browser").hidden = false;
-  showTree();
+  $("nav").hidden = false;
+  route();
 }
 
 $("goto").onsubmit = (ev) => {
   ev.preventDefault();
   location.hash = $("goto-path").value;
 };
-window.addEventListener("hashchange", () => { if (!$("browser").hidden) showTree(); });
+window.addEventListener("hashchange", () => { if (!$("nav").hidden) route(); });
 
 function showLogin(greeting) {
   $("browser").hidden = true;
+  $("nav").hidden = true;
+  stopPage();
+  $("page").hidden = true;
   const form = $("login");
   form.hidden = false;
   $("login-method").textContent = "Login method: " + greeting.auth;
@@ -277,6 +313,7 @@ function connect() {
   client = new DistKVClient(url, {
     onGreeting: (g) => (g.auth ? showLogin(g) : startBrowser(g)),
     onClose: () => {
+      stopPage();
       const s = $("status");
       s.textContent = "disconnected, reconnecting…";
       s.classList.add("bad");
