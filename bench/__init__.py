@@ -26,6 +26,7 @@ MODULES = [
     "bench.cli",
     "bench.hw",
     "bench.gateway",
+    "bench.web",
 ]
 
 

@@ -126,8 +126,8 @@ class TreeNode {
     this.editBtn.hidden = this.hasValue && !jsonable(this.value);
     this.editBtn.textContent = this.hasValue ? "edit" : "set";
     if (highlight) {
-      this.li.classList.remove("changed");
-      void this.li.offsetWidth;  // restart the animation
+      // no forced reflow to restart a fade (it costs a layout of the whole list per
+      // update): a row changed again while still yellow just stays yellow longer
       this.li.classList.add("changed");
       clearTimeout(this.hlTimer);
       this.hlTimer = setTimeout(() => this.li.classList.remove("changed"), 2000);
@@ -158,7 +158,11 @@ class TreeNode {
     if (msg.state !== undefined) return;
     const rel = pathOf(msg.path);
     if (rel.length === 0) this.setValue(msg, this.live);
-    else if (rel.length === 1) this.child(rel[0]).setValue(msg, this.live);
+    else if (rel.length === 1) {
+      this.child(rel[0]).setValue(msg, this.live);
+      // bench/web.py sets window.DistKVTrace = [] to time write -> DOM update
+      if (window.DistKVTrace && this.live) window.DistKVTrace.push([performance.timeOrigin + performance.now(), msg.value]);
+    }
   }
 
   collapse() {

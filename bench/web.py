@@ -1,0 +1,134 @@
+"""Web page benchmarks (#13): a browser watching a subtree of 1,000 entries while
+100 of them change per second, and what the web service costs the node in RSS.
+
+Real parts: the node is a ``distkv server`` process with ``server.web.enabled``, the
+browser is Debian's headless chromium driven over CDP (distkv/testing/cdp.py). The page
+records ``performance.timeOrigin + performance.now()`` when it has applied an update to
+the DOM (``window.DistKVTrace``, set by this benchmark only); the writer records the wall
+clock before each ``set``. Both are the same machine's clock, so a sample is the time
+from write to DOM update. RSS baseline: a node of the same run without the web service,
+holding the same entries, with a Python client watching the same subtree.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import trio
+
+from . import Result, at_most, benchmark
+from .measure import percentile
+from .procs import HOST, free_port
+
+N_ENTRIES = 1000
+RATE = 100  # changes per second
+
+ROWS = [
+    ("web page: write -> DOM update p95, 1,000 entries watched, 100 changes/s", "ms", at_most(100)),
+    ("web page: write -> DOM update p50, 1,000 entries watched, 100 changes/s", "ms", None),
+    ("baseline: write -> Python watcher p95, same node, same writes", "ms", None),
+    ("node RSS without the web service (baseline), 1,000 entries, one watcher", "MB", None),
+    ("node RSS with the web service, the page watching 1,000 entries", "MB", None),
+    ("RSS the web service adds to the node", "MB", at_most(5)),
+]
+
+
+async def _fill(c, prefix: str) -> None:
+    from distkv.util import Path
+
+    async def part(lo: int) -> None:
+        for i in range(lo, N_ENTRIES, 16):
+            await c.set(Path(prefix, f"k{i:04d}"), -1)
+
+    async with trio.open_nursery() as n:
+        for lo in range(16):
+            n.start_soon(part, lo)
+
+
+async def _py_watcher(ctx, node, arrived: dict, *, task_status=trio.TASK_STATUS_IGNORED):
+    """The same writes seen by a Python client's watch on the same node (baseline)."""
+    from distkv.util import Path
+
+    async with ctx.client(node) as c, c.watch(Path("w"), max_depth=1) as w:
+        task_status.started()
+        async for m in w:
+            v = m.get("value")
+            if isinstance(v, int) and v >= 0:
+                arrived.setdefault(v, time.time() * 1000)
+
+
+@benchmark("web", group="web", rows=ROWS, timeout=120)
+async def bench_web(ctx):
+    """Browser watching 1,000 entries at 100 changes/s: write -> DOM update; RSS cost."""
+    from distkv.testing.cdp import chromium_path, open_browser
+    from distkv.util import Path
+
+    if chromium_path() is None:
+        return [Result(m, None, u, t, note="chromium is not installed") for m, u, t in ROWS]
+    n_writes = ctx.scale(1000, 200)
+    web_port = free_port()
+    conf = {"server.web.enabled": "true", "server.web.port": web_port}
+    async with ctx.server("bench-noweb") as base, ctx.server("bench-web", conf) as web:
+        async with ctx.client(base) as cb, ctx.client(web) as cw:
+            await _fill(cb, "w")
+            await _fill(cw, "w")
+            async with cb.watch(Path("w"), fetch=True, max_depth=1) as bw, open_browser() as page:
+                async for m in bw:
+                    if m.get("state") == "uptodate":
+                        break
+                await page.call("Page.navigate", url=f"http://{HOST}:{web_port}/#w")
+                await page.wait_for(
+                    f"document.querySelectorAll('#tree li').length >= {N_ENTRIES}",
+                    timeout_ms=30000,
+                )
+                # the watch's initial dump is done (`uptodate`): updates from here on
+                await page.wait_for("root !== null && root.live", timeout_ms=30000)
+                await trio.sleep(1)
+                await page.js("window.DistKVTrace = []; true")
+                rnd = random.Random(13)
+                written: dict[int, float] = {}
+                arrived: dict[int, float] = {}  # baseline: a Python watcher, same node
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(_py_watcher, ctx, web, arrived)
+                    t0 = trio.current_time()
+                    for i in range(n_writes):
+                        await trio.sleep_until(t0 + i / RATE)
+                        written[i] = time.time() * 1000
+                        await cw.set(Path("w", f"k{rnd.randrange(N_ENTRIES):04d}"), i)
+                    with trio.move_on_after(5):
+                        while len(arrived) < n_writes:
+                            await trio.sleep(0.05)
+                    nursery.cancel_scope.cancel()
+                # the last update has had time to arrive (or is lost: counted below)
+                with trio.move_on_after(5):
+                    await page.wait_for(f"window.DistKVTrace.length >= {n_writes}", timeout_ms=5000)
+                trace = await page.js("window.DistKVTrace")
+                # same writes on the baseline node, so both allocated alike
+                rnd = random.Random(13)
+                for i in range(n_writes):
+                    await cb.set(Path("w", f"k{rnd.randrange(N_ENTRIES):04d}"), i)
+                async for m in bw:  # the baseline watcher has seen them all
+                    if m.get("value") == n_writes - 1:
+                        break
+                await trio.sleep(0.5)
+                rss_base, rss_web = base.rss() / 1e6, web.rss() / 1e6
+    lat = sorted(t - written[v] for t, v in trace if isinstance(v, int) and v in written)
+    seen = len({v for _, v in trace})
+    note = (
+        f"{seen} of {n_writes} writes reached the DOM; min {lat[0]:.1f} ms, max {lat[-1]:.1f} ms"
+        if lat
+        else "no updates"
+    )
+    base_lat = sorted(arrived[v] - written[v] for v in arrived if v in written)
+    base_note = f"p50 {percentile(base_lat, 50):.1f} ms" if base_lat else "no updates"
+    p95 = percentile(lat, 95) if lat else None
+    p50 = percentile(lat, 50) if lat else None
+    return [
+        Result(ROWS[0][0], p95, "ms", ROWS[0][2], note=note),
+        Result(ROWS[1][0], p50, "ms"),
+        Result(ROWS[2][0], percentile(base_lat, 95) if base_lat else None, "ms", note=base_note),
+        Result(ROWS[3][0], rss_base, "MB", note="VmRSS after the same writes"),
+        Result(ROWS[4][0], rss_web, "MB", note="chromium connected, page open"),
+        Result(ROWS[5][0], rss_web - rss_base, "MB", ROWS[5][2], note="same run"),
+    ]
