@@ -120,11 +120,15 @@ class TreeNode {
 
   render(highlight) {
     if (!this.valueEl) return;
-    this.valueEl.textContent = this.hasValue ? toYaml(this.value) : "";
-    this.valueEl.classList.toggle("novalue", !this.hasValue);
-    this.valueEl.classList.toggle("conflict", !!this.conflict);
-    this.editBtn.hidden = this.hasValue && !jsonable(this.value);
-    this.editBtn.textContent = this.hasValue ? "edit" : "set";
+    // touch only what changes: every DOM write invalidates style (100 updates/s)
+    const text = this.hasValue ? toYaml(this.value) : "";
+    if (this.valueEl.textContent !== text) this.valueEl.textContent = text;
+    if (this.valueEl.classList.contains("novalue") === this.hasValue) this.valueEl.classList.toggle("novalue", !this.hasValue);
+    if (this.valueEl.classList.contains("conflict") !== !!this.conflict) this.valueEl.classList.toggle("conflict", !!this.conflict);
+    const hide = this.hasValue && !jsonable(this.value);
+    if (this.editBtn.hidden !== hide) this.editBtn.hidden = hide;
+    const label = this.hasValue ? "edit" : "set";
+    if (this.editBtn.textContent !== label) this.editBtn.textContent = label;
     if (highlight) {
       // no forced reflow to restart a fade (it costs a layout of the whole list per
       // update): a row changed again while still yellow just stays yellow longer
