@@ -195,3 +195,29 @@ async def test_web_tls_settings_are_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"server\.web\.ssl: cannot load .*nope\.crt"):
         async with open_web_server(ssl=missing):
             pass
+
+
+async def test_metrics_of_a_real_cluster_name_peers_and_origins():
+    """The samples come from the node's real state (not a hand-made dict): a peer, its
+    liveness, missing ticks per origin and the bus counters."""
+    from distkv.groups import unwrap_group
+    from distkv.server.web import serve_web
+    from distkv.testing.cluster import open_test_cluster
+
+    with unwrap_group():
+        async with open_test_cluster(2, replica={"heartbeat_ms": 100}) as cl:
+            async with cl.client("n2") as c:
+                await c.set(P("from.n2"), 1)
+            await cl.wait_converged()
+            async with trio.open_nursery() as n:
+                ports = await n.start(serve_web, cl["n1"])
+                _, _, body = await http_get(ports[0][1], "/metrics")
+                n.cancel_scope.cancel()
+    text = body.decode()
+    assert sample(text, "distkv_peer_live", peer="n2") == 1
+    assert sample(text, "distkv_replication_missing_ticks", origin="n2") == 0
+    assert sample(text, "distkv_replication_lag_ticks", origin="n2") == 0
+    assert sample(text, "distkv_ready") == 1
+    assert sample(text, "distkv_bus_connected") == 1
+    assert sample(text, "distkv_bus_connects_total") >= 1
+    assert sample(text, "distkv_peer_last_seen_seconds", peer="n2") < 5
