@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path as FsPath
 from typing import Any
 
+from . import yamlsubset
 from .exceptions import ConfigError
 from .schema import (
     AnyOf,
@@ -280,16 +281,27 @@ def set_dotted(cfg: dict, parts: list[str], value: Any) -> None:
 
 
 def read_file(path: str | os.PathLike) -> dict:
-    import yaml  # here, not at the top: a command without config files must not pay for it
+    """One YAML config file as a mapping (one-line :class:`ConfigError` otherwise).
 
+    Plain ``key: value`` files are read by :mod:`distkv.yamlsubset`, which gives what
+    PyYAML would; only other files import PyYAML (a third of a one-shot command's
+    own start-up)."""
     try:
         with open(os.path.expanduser(path)) as f:
-            data = yaml.safe_load(f)
+            text = f.read()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        why = " ".join(str(exc).split())  # one line: YAML errors span several
-        raise ConfigError(f"config file {path} is not valid YAML: {why}") from None
+    except ValueError as exc:  # not UTF-8
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    data = yamlsubset.parse(text)
+    if data is None:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            why = " ".join(str(exc).split())  # one line: YAML errors span several
+            raise ConfigError(f"config file {path} is not valid YAML: {why}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
