@@ -6,7 +6,6 @@ searched in the usual places unless one is named with ``-c`` or ``DISTKV_CONFIG`
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path as FsPath
@@ -27,6 +26,7 @@ from .schema import (
     OpenSection,
     Section,
     Str,
+    copy_tree,
     defaults,
 )
 from .schema import check as _check
@@ -247,7 +247,7 @@ def merge(base: dict, over: Mapping) -> dict:
         if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
             out[k] = merge(out[k], v)
         else:
-            out[k] = copy.deepcopy(v)
+            out[k] = copy_tree(v)
     return out
 
 
@@ -320,7 +320,7 @@ def load(
     existing file of :data:`SEARCH_PATHS` is read. ``extra`` (a partial config from
     Python callers) and then ``overrides`` are applied last.
     """
-    cfg = copy.deepcopy(DEFAULTS)
+    cfg = copy_tree(DEFAULTS)
     files = list(files or ())
     if not files:
         env = os.environ.get("DISTKV_CONFIG")

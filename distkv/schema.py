@@ -17,7 +17,6 @@ CLI command's own start-up.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,6 +36,7 @@ __all__ = [
     "Section",
     "Str",
     "check",
+    "copy_tree",
     "defaults",
     "describe",
 ]
@@ -246,11 +246,27 @@ def _plural(name: str) -> str:
     return name
 
 
+def copy_tree(value: Any) -> Any:
+    """A deep copy of configuration data (mappings, lists, scalars): ``copy.deepcopy``
+    without importing copy and weakref in every command."""
+    if isinstance(value, dict):
+        return {k: copy_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_tree(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(copy_tree(v) for v in value)
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    import copy
+
+    return copy.deepcopy(value)
+
+
 def defaults(section: Section) -> dict:
     """The default configuration a schema describes."""
     out: dict[str, Any] = {}
     for k, f in section.fields.items():
-        out[k] = defaults(f) if isinstance(f, Section) else copy.deepcopy(f.default)
+        out[k] = defaults(f) if isinstance(f, Section) else copy_tree(f.default)
     return out
 
 

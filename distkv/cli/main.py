@@ -12,7 +12,6 @@ value, so its start-up time is the user's latency.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 from typing import Any
@@ -192,7 +191,7 @@ def main(argv: list[str] | None = None, *, cfg: dict | None = None) -> int:
         if cfg is None:
             cfg = _config.load(g.cfg, g.conf)
         else:
-            cfg = copy.deepcopy(cfg)  # commands change it (client -H, -p)
+            cfg = _config.copy_tree(cfg)  # commands change it (client -H, -p)
             for item in g.conf:
                 _config.set_dotted(cfg, *_config.parse_override(item))
         _verbosity(cfg, g.verbose, g.quiet)
