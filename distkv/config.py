@@ -69,16 +69,28 @@ _REPLICATION = Section(
     help="replication timing (the defaults suit a LAN)",
 )
 
-_SERVICE = Section(
+#: A runner or gateway instance: an entry of ``server.services``, or the whole of an
+#: instance file ``INSTANCES/gateway-NAME.cfg`` / ``runner-NAME.cfg`` (distkv/cli/instance.py).
+SERVICE = Section(
     {
-        "kind": Key(OneOf("runner", "gateway"), None, "what to run"),
-        "gateway": Key(Nullable(Str()), None, "gateway: its name (mqtt, owfs, gpio)"),
+        "kind": Key(OneOf("runner", "gateway"), None, "what to run (a file: from its name)"),
+        "gateway": Key(Nullable(Str()), None, "gateway: its kind (mqtt, owfs, gpio)"),
         "node": Key(Nullable(Str()), None, "runner: jobs pinned to this node (-n)"),
         "group": Key(Nullable(Str()), None, "runner: jobs of this group (-g)"),
-        "name": Key(Nullable(Str()), None, "runner: its name (default: node/host name)"),
+        "name": Key(
+            Nullable(Str()), None, "runner: its name (default: host name; HOST-NAME in a file)"
+        ),
+        "hw": Key(Bool(), False, "runner: own this host's hardware (gateways.gpio/owfs)"),
         "auth": Key(AnyValue(), None, "its own login (default connect.auth)"),
-    }
+        "settings": Key(
+            Nullable(OpenSection()),
+            None,
+            "gateway: its settings, over gateways.KIND (checked by the gateway)",
+        ),
+    },
+    help="a runner or gateway instance",
 )
+_SERVICE = SERVICE
 
 #: The whole configuration: every key with its type, default and meaning.
 SCHEMA = Section(
@@ -203,9 +215,10 @@ SCHEMA = Section(
                     help="the web page (off by default)",
                 ),
                 "services": Key(
-                    ListOf(_SERVICE),
+                    ListOf(AnyOf(Str(), _SERVICE)),
                     [],
-                    "runners and gateways this node runs in its own process",
+                    "runners and gateways this node runs in its own process: a mapping,"
+                    " or the name of an instance file (gateway-NAME, runner-NAME)",
                 ),
             },
             help="the node",
@@ -221,6 +234,11 @@ SCHEMA = Section(
             }
         ),
         "gateways": Key(OpenSection(), {}, "gateways.NAME: each gateway checks its own"),
+        "instances": Key(
+            Str(),
+            "/etc/distkv",
+            "directory of the instance files gateway-NAME.cfg and runner-NAME.cfg",
+        ),
     }
 )
 

@@ -77,6 +77,7 @@ TOP: dict[str, Command] = {
     "client": Command(".client", "client_parser", "run_client", CLIENT, logs=False),
     "dump": Command(".main", "dump_parser", "run_dump"),
     "setup": Command(".setup", "setup_parser", "run_setup"),
+    "instance": Command(".instance", "instance_parser", "run_instance"),
 }
 
 

@@ -222,7 +222,9 @@ def dump_parser() -> ArgParser:
         choices=["cfg", "schema"],
         help="cfg: the effective configuration; schema: every key, its type, default, meaning",
     )
-    p.add_argument("key", nargs="?", help="only this dotted key")
+    p.add_argument(
+        "key", nargs="?", help="only this dotted key ('schema instance': an instance file's)"
+    )
     return p
 
 
@@ -231,10 +233,14 @@ def run_dump(cfg: dict, args: list[str]) -> int:
 
     a = dump_parser().parse_args(args)
     if a.what == "schema":
-        from ..config import SCHEMA
+        from ..config import SCHEMA, SERVICE
         from ..schema import describe
 
-        for key, typ, default, help in describe(SCHEMA):
+        if a.key == "instance":  # an instance file (gateway-NAME.cfg, runner-NAME.cfg)
+            rows, a.key = describe(SERVICE), None
+        else:
+            rows = describe(SCHEMA)
+        for key, typ, default, help in rows:
             if a.key and not key.startswith(a.key):
                 continue
             print(f"{key}: {typ}; default {default!r}" + (f"  # {help}" if help else ""))
