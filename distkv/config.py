@@ -274,12 +274,17 @@ def parse_override(item: str, option: str = "-C") -> tuple[list[str], Any]:
     names the command-line option in errors."""
     if "=" not in item:
         raise ConfigError(f"{option} needs key=value, got {item!r}")
-    import yaml  # here, not at the top: a command without config files must not pay for it
-
     key, _, raw = item.partition("=")
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
         raise ConfigError(f"{option} needs a key before '=', got {item!r}")
+    if raw == "":
+        return parts, ""
+    value = yamlsubset.scalar(raw)  # "null", "27586", "127.0.0.1": no PyYAML needed
+    if value is not yamlsubset.UNKNOWN:
+        return parts, value
+    import yaml  # here, not at the top: most commands never need it
+
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError as exc:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["parse"]
+__all__ = ["UNKNOWN", "parse", "scalar"]
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 # a plain scalar that YAML resolves to a string: starts with a letter, '_' or '/', and
@@ -42,6 +42,23 @@ def parse(text: str) -> dict | None:
         return _parse(text.split("\n"))
     except _Unknown:
         return None
+
+
+UNKNOWN = object()  # what scalar() returns for text it leaves to PyYAML
+
+
+def scalar(text: str):
+    """The value ``yaml.safe_load(text)`` gives for one plain or quoted scalar (a
+    ``-C key=value`` override), or :data:`UNKNOWN` (use PyYAML)."""
+    if not text.isascii() or not text.isprintable() or text != text.strip(" "):
+        return UNKNOWN
+    if text == "":
+        return UNKNOWN
+    try:
+        value = _value(text)
+    except _Unknown:
+        return UNKNOWN
+    return UNKNOWN if value is _OPEN else value
 
 
 def _parse(lines: list[str]) -> dict:

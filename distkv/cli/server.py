@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import logging
 import os
 import signal
@@ -61,7 +60,12 @@ def run_server(cfg: dict, args: list[str]) -> int:
     services = _services(cfg)
     init = NotGiven
     if a.init is not None:
-        init = ast.literal_eval(a.init) if a.eval else a.init
+        if a.eval:
+            import ast  # only -e pays for it
+
+            init = ast.literal_eval(a.init)
+        else:
+            init = a.init
     try:
         with unwrap_group():
             trio.run(_main, cfg, a.name, init, a.load, a.force, services)

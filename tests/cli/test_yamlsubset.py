@@ -54,3 +54,13 @@ def test_a_config_file_with_lists_still_loads(tmp_path):
     f = tmp_path / "c.cfg"
     f.write_text("connect:\n  servers: [a:1, 'b:2']\n  port: 1\n")
     assert config.load([str(f)])["connect"]["servers"] == ["a:1", "b:2"]
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.text(TRICKY.replace("\n", ""), max_size=20))
+def test_override_values_are_read_as_pyyaml_reads_them_or_not_at_all(text):
+    from distkv.yamlsubset import UNKNOWN, scalar
+
+    got = scalar(text)
+    if got is not UNKNOWN:
+        assert got == yaml.safe_load(text) and type(got) is type(yaml.safe_load(text))
