@@ -3,11 +3,12 @@
 Why: importing ``yaml`` compiles a dozen regular expressions (one over most of Unicode)
 and costs about as much as the rest of a one-shot ``distkv client data x set`` command's
 own work; shell scripts and Node-RED ``exec`` nodes pay that once per value. Most
-configuration files are a few nested ``key: value`` lines, so those are read here.
+configuration files are a few nested ``key: value`` lines (and lists of scalars, ``- a``),
+so those are read here.
 
 The rule: :func:`parse` returns exactly what ``yaml.safe_load`` would return, or None
 when the text is anything it does not fully understand (lists, flow style, anchors,
-tags, multi-line or escaped strings, YAML 1.1's ``yes``/``on``, non-ASCII, tabs,
+tags, lists of anything but scalars, multi-line or escaped strings, YAML 1.1's ``yes``/``on``, non-ASCII, tabs,
 duplicate keys, ...); the caller then uses PyYAML. A property test holds it to that.
 Pure: no I/O.
 """
@@ -65,6 +66,7 @@ def _parse(lines: list[str]) -> dict:
     root: dict = {}
     stack: list[tuple[int, dict]] = [(0, root)]
     pending: tuple[dict, str] | None = None  # "key:" with nothing after it yet
+    seq: tuple[list, int] | None = None  # the block list being read, and its indent
     for line in lines:
         if not line.isprintable():
             raise _Unknown
@@ -72,6 +74,22 @@ def _parse(lines: list[str]) -> dict:
         if not body or body.startswith("#"):
             continue
         indent = len(line) - len(body)
+        if body[0] == "-":  # an item of a block list of scalars ("- a")
+            if body[:2] != "- ":
+                raise _Unknown
+            if pending is not None and indent >= stack[-1][0]:
+                parent, key = pending
+                pending = None
+                seq = ([], indent)
+                parent[key] = seq[0]
+            elif seq is None or indent != seq[1]:
+                raise _Unknown
+            item = _value(body[2:].strip(" "))
+            if item is _OPEN:
+                raise _Unknown  # a nested list or mapping, or "-" alone
+            seq[0].append(item)
+            continue
+        seq = None
         if pending is not None:
             parent, key = pending
             pending = None

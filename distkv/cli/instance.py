@@ -62,7 +62,7 @@ class Instance:
             return f"gateway {self.name}" + (f" ({g})" if g != self.name else "")
         d = self.desc
         which = d.get("node") and f"-n {d['node']}" or d.get("group") and f"-g {d['group']}"
-        return f"runner {self.name}" + (f" ({which})" if which else " (any node)")
+        return " ".join(filter(None, ("runner", self.name, f"({which or 'any node'})")))
 
 
 def gateway_modules() -> dict[str, str]:
@@ -94,7 +94,7 @@ def load_instance(cfg: Mapping, ref: str | Mapping, index: int = 0) -> Instance:
         where = f"server.services item {index}"
         kind = desc.get("kind") or "runner"
         default_name = desc.get("gateway") if kind == "gateway" else desc.get("name")
-        inst = Instance(kind, str(default_name or kind), desc, where)
+        inst = Instance(kind, str(default_name or ""), desc, where)
         return _checked(cfg, inst)
     path = instance_file(cfg, ref)
     stem = path.name[: -len(".cfg")] if path.name.endswith(".cfg") else path.name

@@ -28,7 +28,8 @@ _scalar = st.one_of(
     st.text("abcXYZ _-./:@=019#'\"", max_size=12),
 )
 _key = st.text("abcdefonsyt_-19", min_size=1, max_size=6)
-_tree = st.recursive(_scalar, lambda inner: st.dictionaries(_key, inner, max_size=4), max_leaves=12)
+_leaf = st.one_of(_scalar, st.lists(_scalar, max_size=3))
+_tree = st.recursive(_leaf, lambda inner: st.dictionaries(_key, inner, max_size=4), max_leaves=12)
 
 
 @settings(max_examples=400, deadline=None)
@@ -41,6 +42,8 @@ def test_dumped_configs_round_trip(data, flow):
 
 
 def test_what_a_config_file_usually_is_needs_no_pyyaml():
+    dumped = yaml.safe_dump({"server": {"log_dirs": ["/tmp/x", "/var/lib/distkv"], "port": 1}})
+    assert parse(dumped) == {"server": {"log_dirs": ["/tmp/x", "/var/lib/distkv"], "port": 1}}
     text = (
         "# a node\nconnect:\n  host: 127.0.0.1\n  port: 27586   # its port\n"
         '  auth: "password name=gw password=s3cret"\nserver:\n  mqtt:\n'
