@@ -29,7 +29,13 @@ _scalar = st.one_of(
 )
 _key = st.text("abcdefonsyt_-19", min_size=1, max_size=6)
 _leaf = st.one_of(_scalar, st.lists(_scalar, max_size=3))
-_tree = st.recursive(_leaf, lambda inner: st.dictionaries(_key, inner, max_size=4), max_leaves=12)
+
+
+def _mappings(inner):
+    return st.dictionaries(_key, inner, max_size=4)
+
+
+_tree = st.recursive(_leaf, _mappings, max_leaves=12)
 
 
 @settings(max_examples=400, deadline=None)
