@@ -24,6 +24,7 @@ MODULES = [
     "bench.cluster",
     "bench.paced",
     "bench.cli",
+    "bench.footprint",
     "bench.hw",
     "bench.gateway",
     "bench.web",

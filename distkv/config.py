@@ -6,12 +6,12 @@ searched in the usual places unless one is named with ``-c`` or ``DISTKV_CONFIG`
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path as FsPath
 from typing import Any
 
+from . import yamlsubset
 from .exceptions import ConfigError
 from .schema import (
     AnyOf,
@@ -26,6 +26,7 @@ from .schema import (
     OpenSection,
     Section,
     Str,
+    copy_tree,
     defaults,
 )
 from .schema import check as _check
@@ -68,16 +69,28 @@ _REPLICATION = Section(
     help="replication timing (the defaults suit a LAN)",
 )
 
-_SERVICE = Section(
+#: A runner or gateway instance: an entry of ``server.services``, or the whole of an
+#: instance file ``INSTANCES/gateway-NAME.cfg`` / ``runner-NAME.cfg`` (distkv/cli/instance.py).
+SERVICE = Section(
     {
-        "kind": Key(OneOf("runner", "gateway"), None, "what to run"),
-        "gateway": Key(Nullable(Str()), None, "gateway: its name (mqtt, owfs, gpio)"),
+        "kind": Key(OneOf("runner", "gateway"), None, "what to run (a file: from its name)"),
+        "gateway": Key(Nullable(Str()), None, "gateway: its kind (mqtt, owfs, gpio)"),
         "node": Key(Nullable(Str()), None, "runner: jobs pinned to this node (-n)"),
         "group": Key(Nullable(Str()), None, "runner: jobs of this group (-g)"),
-        "name": Key(Nullable(Str()), None, "runner: its name (default: node/host name)"),
+        "name": Key(
+            Nullable(Str()), None, "runner: its name (default: host name; HOST-NAME in a file)"
+        ),
+        "hw": Key(Bool(), False, "runner: own this host's hardware (gateways.gpio/owfs)"),
         "auth": Key(AnyValue(), None, "its own login (default connect.auth)"),
-    }
+        "settings": Key(
+            Nullable(OpenSection()),
+            None,
+            "gateway: its settings, over gateways.KIND (checked by the gateway)",
+        ),
+    },
+    help="a runner or gateway instance",
 )
+_SERVICE = SERVICE
 
 #: The whole configuration: every key with its type, default and meaning.
 SCHEMA = Section(
@@ -208,9 +221,10 @@ SCHEMA = Section(
                     help="the web page (off by default)",
                 ),
                 "services": Key(
-                    ListOf(_SERVICE),
+                    ListOf(AnyOf(Str(), _SERVICE)),
                     [],
-                    "runners and gateways this node runs in its own process",
+                    "runners and gateways this node runs in its own process: a mapping,"
+                    " or the name of an instance file (gateway-NAME, runner-NAME)",
                 ),
             },
             help="the node",
@@ -226,6 +240,11 @@ SCHEMA = Section(
             }
         ),
         "gateways": Key(OpenSection(), {}, "gateways.NAME: each gateway checks its own"),
+        "instances": Key(
+            Str(),
+            "/etc/distkv",
+            "directory of the instance files gateway-NAME.cfg and runner-NAME.cfg",
+        ),
     }
 )
 
@@ -252,7 +271,7 @@ def merge(base: dict, over: Mapping) -> dict:
         if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
             out[k] = merge(out[k], v)
         else:
-            out[k] = copy.deepcopy(v)
+            out[k] = copy_tree(v)
     return out
 
 
@@ -261,12 +280,17 @@ def parse_override(item: str, option: str = "-C") -> tuple[list[str], Any]:
     names the command-line option in errors."""
     if "=" not in item:
         raise ConfigError(f"{option} needs key=value, got {item!r}")
-    import yaml  # here, not at the top: a command without config files must not pay for it
-
     key, _, raw = item.partition("=")
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
         raise ConfigError(f"{option} needs a key before '=', got {item!r}")
+    if raw == "":
+        return parts, ""
+    value = yamlsubset.scalar(raw)  # "null", "27586", "127.0.0.1": no PyYAML needed
+    if value is not yamlsubset.UNKNOWN:
+        return parts, value
+    import yaml  # here, not at the top: most commands never need it
+
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError as exc:
@@ -286,16 +310,27 @@ def set_dotted(cfg: dict, parts: list[str], value: Any) -> None:
 
 
 def read_file(path: str | os.PathLike) -> dict:
-    import yaml  # here, not at the top: a command without config files must not pay for it
+    """One YAML config file as a mapping (one-line :class:`ConfigError` otherwise).
 
+    Plain ``key: value`` files are read by :mod:`distkv.yamlsubset`, which gives what
+    PyYAML would; only other files import PyYAML (a third of a one-shot command's
+    own start-up)."""
     try:
         with open(os.path.expanduser(path)) as f:
-            data = yaml.safe_load(f)
+            text = f.read()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        why = " ".join(str(exc).split())  # one line: YAML errors span several
-        raise ConfigError(f"config file {path} is not valid YAML: {why}") from None
+    except ValueError as exc:  # not UTF-8
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    data = yamlsubset.parse(text)
+    if data is None:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            why = " ".join(str(exc).split())  # one line: YAML errors span several
+            raise ConfigError(f"config file {path} is not valid YAML: {why}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -314,7 +349,7 @@ def load(
     existing file of :data:`SEARCH_PATHS` is read. ``extra`` (a partial config from
     Python callers) and then ``overrides`` are applied last.
     """
-    cfg = copy.deepcopy(DEFAULTS)
+    cfg = copy_tree(DEFAULTS)
     files = list(files or ())
     if not files:
         env = os.environ.get("DISTKV_CONFIG")

@@ -10,15 +10,14 @@ Pure: no I/O. A schema is nested :class:`Section` objects whose fields are :clas
 (a type, a default, a line of help). Types are small checker objects (:class:`Int`,
 :class:`Str`, :class:`OneOf`, :class:`Nullable`, ...) so that a key's rule is data
 that ``distkv dump cfg --schema`` can print, not code scattered over the modules that
-read it.
+read it. They are plain classes, not dataclasses: every command loads this module,
+and importing dataclasses (with inspect, ast, dis, tokenize) was a tenth of a one-shot
+CLI command's own start-up.
 """
 
 from __future__ import annotations
 
-import copy
-import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from .exceptions import ConfigError
@@ -37,6 +36,7 @@ __all__ = [
     "Section",
     "Str",
     "check",
+    "copy_tree",
     "defaults",
     "describe",
 ]
@@ -58,10 +58,12 @@ class AnyValue(Type):
         return None
 
 
-@dataclass(frozen=True)
 class Int(Type):
-    min: int | None = None
-    max: int | None = None
+    __slots__ = ("min", "max")
+
+    def __init__(self, min: int | None = None, max: int | None = None):
+        self.min = min
+        self.max = max
 
     @property
     def name(self) -> str:
@@ -77,12 +79,14 @@ class Int(Type):
         return None
 
 
-@dataclass(frozen=True)
 class Float(Type):
     """A number (an integer is fine too)."""
 
-    min: float | None = None
-    max: float | None = None
+    __slots__ = ("min", "max")
+
+    def __init__(self, min: float | None = None, max: float | None = None):
+        self.min = min
+        self.max = max
 
     @property
     def name(self) -> str:
@@ -177,22 +181,25 @@ class AnyOf(Type):
         return f"{value!r} is not {self.name}"
 
 
-@dataclass(frozen=True)
 class Key:
     """One setting: its type, its default and a line of help."""
 
-    type: Type
-    default: Any = None
-    help: str = ""
+    __slots__ = ("type", "default", "help")
+
+    def __init__(self, type: Type, default: Any = None, help: str = ""):
+        self.type = type
+        self.default = default
+        self.help = help
 
 
-@dataclass
 class Section(Type):
     """A mapping with known keys (each a :class:`Key` or a nested section)."""
 
-    fields: dict[str, Key | Section] = field(default_factory=dict)
-    help: str = ""
     name = "a mapping"
+
+    def __init__(self, fields: dict[str, Key | Section] | None = None, help: str = ""):
+        self.fields = {} if fields is None else fields
+        self.help = help
 
     def problem(self, value: Any) -> str | None:
         try:
@@ -202,14 +209,15 @@ class Section(Type):
         return None
 
 
-@dataclass
 class OpenSection(Type):
     """A mapping whose keys are names the user chooses (``gateways.NAME``); every value
     is checked against ``value``."""
 
-    value: Type = field(default_factory=AnyValue)
-    help: str = ""
     name = "a mapping"
+
+    def __init__(self, value: Type | None = None, help: str = ""):
+        self.value = AnyValue() if value is None else value
+        self.help = help
 
     def problem(self, value: Any) -> str | None:
         if not isinstance(value, Mapping):
@@ -238,11 +246,27 @@ def _plural(name: str) -> str:
     return name
 
 
+def copy_tree(value: Any) -> Any:
+    """A deep copy of configuration data (mappings, lists, scalars): ``copy.deepcopy``
+    without importing copy and weakref in every command."""
+    if isinstance(value, dict):
+        return {k: copy_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_tree(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(copy_tree(v) for v in value)
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    import copy
+
+    return copy.deepcopy(value)
+
+
 def defaults(section: Section) -> dict:
     """The default configuration a schema describes."""
     out: dict[str, Any] = {}
     for k, f in section.fields.items():
-        out[k] = defaults(f) if isinstance(f, Section) else copy.deepcopy(f.default)
+        out[k] = defaults(f) if isinstance(f, Section) else copy_tree(f.default)
     return out
 
 
@@ -259,6 +283,8 @@ def _check(section: Section, cfg: Any, prefix: str) -> None:
     for k, v in cfg.items():
         f = section.fields.get(k) if isinstance(k, str) else None
         if f is None:
+            import difflib  # here: only a wrong key pays for it
+
             hint = difflib.get_close_matches(str(k), list(section.fields), n=1, cutoff=0.6)
             known = f"did you mean {prefix}{hint[0]}?" if hint else (
                 "known: " + ", ".join(section.fields) if section.fields else "it takes none"

@@ -18,23 +18,34 @@ from __future__ import annotations
 import argparse
 import importlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import NamedTuple
 
 
-class Command(NamedTuple):
+class Command:
     """Where one command lives: ``module`` (in distkv.cli), the names of its parser
     and run functions, and the commands below it that its run function dispatches to
     by name. ``arg`` is passed to the parser function (the data actions share one);
     ``run`` is None where the parent's run function runs the command itself.
     ``logs=False``: the command sets up logging itself where it needs it (importing
-    logging is a good part of a one-shot command's start-up)."""
+    logging is a good part of a one-shot command's start-up). A plain class, not a
+    NamedTuple: building one compiles its annotations at import."""
 
-    module: str
-    parser: str
-    run: str | None = None
-    children: Mapping[str, Command] = {}
-    arg: str | None = None
-    logs: bool = True
+    __slots__ = ("module", "parser", "run", "children", "arg", "logs")
+
+    def __init__(
+        self,
+        module: str,
+        parser: str,
+        run: str | None = None,
+        children: Mapping[str, Command] | None = None,
+        arg: str | None = None,
+        logs: bool = True,
+    ):
+        self.module = module
+        self.parser = parser
+        self.run = run
+        self.children = {} if children is None else children
+        self.arg = arg
+        self.logs = logs
 
     def make_parser(self) -> argparse.ArgumentParser:
         fn = getattr(importlib.import_module(self.module, __package__), self.parser)
@@ -66,6 +77,7 @@ TOP: dict[str, Command] = {
     "client": Command(".client", "client_parser", "run_client", CLIENT, logs=False),
     "dump": Command(".main", "dump_parser", "run_dump"),
     "setup": Command(".setup", "setup_parser", "run_setup"),
+    "instance": Command(".instance", "instance_parser", "run_instance"),
 }
 
 

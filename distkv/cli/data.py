@@ -8,7 +8,6 @@ trio. ``watch`` runs until stopped and uses the trio client.
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 from typing import Any
 
@@ -124,6 +123,8 @@ def parse_value(kind: str, raw: str) -> Any:
     if kind == "path_value":
         return P(raw)
     try:
+        import ast  # only -e pays for it
+
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError) as exc:
         raise ValueTypeError(f"cannot evaluate {raw!r}: {exc.__class__.__name__}: {exc}") from None
@@ -207,6 +208,8 @@ def apply_item(value: Any, key: Path, new: Any) -> Any:
 
 def _parse_chain(raw: str) -> Any:
     try:
+        import ast  # only -e pays for it
+
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError):
         raise UsageError(f"cannot read chain {raw!r}; use the form printed by 'get -c'") from None

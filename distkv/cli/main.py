@@ -12,7 +12,6 @@ value, so its start-up time is the user's latency.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 from typing import Any
@@ -192,7 +191,7 @@ def main(argv: list[str] | None = None, *, cfg: dict | None = None) -> int:
         if cfg is None:
             cfg = _config.load(g.cfg, g.conf)
         else:
-            cfg = copy.deepcopy(cfg)  # commands change it (client -H, -p)
+            cfg = _config.copy_tree(cfg)  # commands change it (client -H, -p)
             for item in g.conf:
                 _config.set_dotted(cfg, *_config.parse_override(item))
         _verbosity(cfg, g.verbose, g.quiet)
@@ -223,7 +222,9 @@ def dump_parser() -> ArgParser:
         choices=["cfg", "schema"],
         help="cfg: the effective configuration; schema: every key, its type, default, meaning",
     )
-    p.add_argument("key", nargs="?", help="only this dotted key")
+    p.add_argument(
+        "key", nargs="?", help="only this dotted key ('schema instance': an instance file's)"
+    )
     return p
 
 
@@ -232,10 +233,14 @@ def run_dump(cfg: dict, args: list[str]) -> int:
 
     a = dump_parser().parse_args(args)
     if a.what == "schema":
-        from ..config import SCHEMA
+        from ..config import SCHEMA, SERVICE
         from ..schema import describe
 
-        for key, typ, default, help in describe(SCHEMA):
+        if a.key == "instance":  # an instance file (gateway-NAME.cfg, runner-NAME.cfg)
+            rows, a.key = describe(SERVICE), None
+        else:
+            rows = describe(SCHEMA)
+        for key, typ, default, help in rows:
             if a.key and not key.startswith(a.key):
                 continue
             print(f"{key}: {typ}; default {default!r}" + (f"  # {help}" if help else ""))

@@ -14,7 +14,7 @@ the same.
 
 from __future__ import annotations
 
-import socket
+import _socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -31,7 +31,7 @@ class OneShotClient:
     """One connection, one request at a time, around the same sans-IO
     :class:`ClientProtocol` as the trio client. Create it with :func:`connect`."""
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: _socket.socket):
         self._sock = sock
         self._proto = ClientProtocol()
         self._events: list = []
@@ -145,7 +145,7 @@ def _ascii(host: str) -> str | bytes:
         return host
 
 
-def _open_socket(c: Mapping) -> socket.socket:
+def _open_socket(c: Mapping) -> _socket.socket:
     """A connection to the first of ``connect.servers`` (or host/port) that answers."""
     err: ServerClosedError | None = None
     for host, port in _config.server_list(c):
@@ -156,22 +156,41 @@ def _open_socket(c: Mapping) -> socket.socket:
     raise err
 
 
-def _open_one(c: Mapping, host: str, port: int) -> socket.socket:
+def _connect(host: str | bytes, port: int, timeout: float) -> _socket.socket:
+    """``socket.create_connection`` on the C module: the ``socket`` module (with
+    ``selectors``, and its enums built at import) is a tenth of a one-shot command's
+    own start-up, and a blocking request/reply needs none of it."""
+    err: OSError | None = None
+    for af, kind, proto, _, addr in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
+        sock = _socket.socket(af, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(addr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            err = exc
+    raise err if err is not None else OSError(f"no address for {host!r}")
+
+
+def _open_one(c: Mapping, host: str, port: int) -> _socket.socket:
     timeout = float(c.get("init_timeout") or 5)
     try:
         # an ASCII name or address as bytes: a str would load the idna codec
-        sock = socket.create_connection((_ascii(host), port), timeout=timeout)
+        sock = _connect(_ascii(host), port, timeout)
     except TimeoutError:
         raise ServerClosedError(f"timeout connecting to DistKV at {host}:{port}") from None
     except OSError as exc:
         raise ServerClosedError(
             f"cannot connect to DistKV at {host}:{port}: {exc.strerror or exc}"
         ) from None
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
     ctx = _config.client_ssl_context(c)
     if ctx is not None:
+        import socket
         import ssl
 
+        sock = socket.socket(fileno=sock.detach())  # ssl wraps only socket.socket
         try:
             sock = ctx.wrap_socket(sock, server_hostname=host)
         except (OSError, ssl.SSLError) as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import logging
 import os
 import signal
@@ -57,21 +56,28 @@ def run_server(cfg: dict, args: list[str]) -> int:
         cfg["server"]["bind_default"]["port"] = a.port
     if a.state_dir:
         cfg["server"]["state_dir"] = a.state_dir
-    for svc in cfg["server"].get("services") or []:
-        _check_service(svc)  # before anything starts: one line naming what is wrong
+    # before anything starts: one line naming what is wrong (the entry or its file)
+    services = _services(cfg)
     init = NotGiven
     if a.init is not None:
-        init = ast.literal_eval(a.init) if a.eval else a.init
+        if a.eval:
+            import ast  # only -e pays for it
+
+            init = ast.literal_eval(a.init)
+        else:
+            init = a.init
     try:
         with unwrap_group():
-            trio.run(_main, cfg, a.name, init, a.load, a.force)
+            trio.run(_main, cfg, a.name, init, a.load, a.force, services)
     except OSError as exc:
         print(f"ServerError: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def _main(cfg: dict, name: str, init, load: list[str], force: bool = False) -> None:
+async def _main(
+    cfg: dict, name: str, init, load: list[str], force: bool = False, services=()
+) -> None:
     from ..server import Server
 
     server = Server(name, cfg, init=init, force_init=force)
@@ -87,60 +93,37 @@ async def _main(cfg: dict, name: str, init, load: list[str], force: bool = False
         watchdog = _watchdog_interval()
         if watchdog:
             nursery.start_soon(_watchdog, watchdog)
-        for svc in cfg["server"].get("services") or []:
-            nursery.start_soon(_service, server, cfg, svc)
+        for inst in services:
+            nursery.start_soon(_service, server, cfg, inst)
 
 
-def _check_service(svc: dict) -> None:
-    from ..exceptions import ConfigError
+def _services(cfg: dict) -> list:
+    """``server.services``, each entry (a mapping, or the name of an instance file)
+    loaded and checked (see :mod:`.instance`)."""
+    entries = cfg["server"].get("services") or []
+    if not entries:
+        return []
+    from .instance import load_instance
 
-    if svc.get("kind") == "gateway":
-        from gateways.__main__ import GATEWAYS
-
-        if svc.get("gateway") not in GATEWAYS:
-            raise ConfigError(
-                f"server.services: gateway {svc.get('gateway')!r} is not one of "
-                + ", ".join(sorted(GATEWAYS))
-            )
+    return [load_instance(cfg, e, i) for i, e in enumerate(entries)]
 
 
-def _describe(svc: dict) -> str:
-    if svc.get("kind") == "gateway":
-        return f"gateway {svc.get('gateway')}"
-    which = svc.get("node") and f"-n {svc['node']}" or svc.get("group") and f"-g {svc['group']}"
-    return f"runner {which or '(any node)'}"
-
-
-async def _service(server, cfg: dict, svc: dict) -> None:
+async def _service(server, cfg: dict, inst) -> None:
     """A runner or gateway in the node's own process (``server.services``): one Python
     process instead of one per service on a small board. It talks to the node through
-    an in-process connection, with its own login if ``auth`` is given; if it fails it
-    is restarted with backoff, and it never takes the node down."""
+    an in-process connection, with its own login if it has ``auth``; if it fails it is
+    restarted with backoff, and it never takes the node down."""
     from ..client import open_client
-    from ..config import merge
+    from .instance import instance_config, serve_instance
 
-    what = _describe(svc)
-    scfg = merge(cfg, {"connect": {"auth": svc["auth"]}}) if svc.get("auth") else cfg
+    what = inst.describe()
+    icfg = instance_config(cfg, inst)
     delay = 1.0
     while True:
         try:
-            async with open_client(scfg, _stream=server.open_local_stream()) as client:
+            async with open_client(icfg, _stream=server.open_local_stream()) as client:
                 logger.info("service %s started", what)
-                if svc.get("kind") == "runner":
-                    from ..client.runner import Runner
-
-                    runner = Runner(
-                        client, node=svc.get("node"), group=svc.get("group"), name=svc.get("name")
-                    )
-                    await runner.serve()
-                else:
-                    import importlib
-
-                    from gateways.__main__ import GATEWAYS, _serve
-
-                    name = svc["gateway"]
-                    mod = importlib.import_module(GATEWAYS[name])
-                    await _serve(client, cfg, mod, name)
+                await serve_instance(client, icfg, inst)
                 delay = 1.0
         except Exception as exc:  # noqa: BLE001 - a service must not take the node down
             from .main import error_line

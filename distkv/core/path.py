@@ -47,7 +47,6 @@ string), a dangling ``:`` at the end, a string glued to a finished element (``:t
 
 from __future__ import annotations
 
-import ast
 import binascii
 import math
 import re
@@ -335,6 +334,8 @@ class _Parser:
                 raise self.err(f"':s' needs base64 data, not {text!r}", pos) from None
         else:  # "i": a Python literal, parsed safely
             try:
+                import ast  # only ':'-escaped literals pay for it (one-shot CLI start-up)
+
                 val = ast.literal_eval(text)
             except Exception:  # SyntaxError, ValueError, RecursionError, MemoryError ...
                 raise self.err(f"cannot parse {text!r} as a Python literal", pos) from None

@@ -64,7 +64,7 @@ def test_search_path_env_file_and_overrides(monkeypatch, tmp_path):
             "server.fsync: 'sometimes' is not one of 'always', 'interval', 'never'",
         ),
         ("connect.servers=5", "connect.servers: 5 is not a string or a list of strings"),
-        ("new.key=[1, 2]", "unknown setting new (known: connect, server, logging, gateways)"),
+        ("new.key=[1, 2]", "unknown setting new (known: connect, server, logging, gateways, instances)"),
     ],
 )
 def test_unknown_keys_and_wrong_types_are_one_line_errors(override, message):

@@ -38,7 +38,7 @@ def test_a_bad_service_is_one_line(tmp_path):
     res = srv.run("distkv server -i x svc2")
     assert res.returncode == 1
     assert res.stderr.strip().splitlines() == [
-        "ConfigError: server.services: gateway 'zwave' is not one of gpio, mqtt, owfs"
+        "ConfigError: server.services item 0: gateway: 'zwave' is not one of gpio, mqtt, owfs"
     ]
     bad = ServerProcess(tmp_path, "svc3", cfg={"server": {"services": [{"kind": "printer"}]}})
     res = bad.run("distkv server -i x svc3")

@@ -56,3 +56,67 @@ def test_setup_keeps_an_existing_config_and_says_what_is_wrong(tmp_path):
     res = setup("--root", str(tmp_path), "--broker", "http://x", check=False)
     assert res.returncode == 1
     assert res.stderr.strip() == "ConfigError: --broker must be mqtt://HOST[:PORT], not 'http://x'"
+
+
+def _verify(paths):
+    res = subprocess.run(["systemd-analyze", "verify", *paths], capture_output=True, text=True)
+    noise = [ln for ln in (res.stdout + res.stderr).splitlines() if "distkv" in ln]
+    assert res.returncode == 0 and noise == [], noise
+
+
+def _instance(*args, root):
+    return subprocess.run(
+        [sys.executable, "-m", "distkv", "-C", f"instances={root}/etc/distkv", "instance",
+         "--check", *args], capture_output=True, text=True)  # fmt: skip
+
+
+def test_setup_writes_commented_instance_files_whose_units_verify(tmp_path):
+    def setup_inst(*args):
+        res = subprocess.run([sys.executable, "-m", "distkv", "setup", *args, "--root",
+                              str(tmp_path)], capture_output=True, text=True)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    out = setup_inst("gateway", "cellar", "--kind", "owfs", "--auth", "password name=ow password=s")
+    assert "systemctl enable --now distkv-gateway@cellar" in out
+    assert "- gateway-cellar` to server.services" in out
+    setup_inst("gateway", "kitchen", "--kind", "mqtt", "--uri", "mqtt://broker:1883")
+    setup_inst("runner", "boiler", "-g", "heating", "--hw")
+    etc = tmp_path / "etc/distkv"
+    owfs = etc / "gateway-cellar.cfg"
+    assert oct(owfs.stat().st_mode & 0o777) == "0o640"  # it may hold a password
+    text = owfs.read_text()
+    assert text.startswith("# DistKV owfs gateway instance 'cellar'")
+    assert 'auth: "password name=ow password=s"' in text
+    # what setup wrote passes the checks (mqtt: valid, but it needs entities first)
+    assert _instance("gateway-cellar", root=tmp_path).returncode == 0
+    assert _instance("runner-boiler", root=tmp_path).stdout.strip().endswith(
+        "ok (runner boiler (-g heating))"
+    )
+    res = _instance("gateway-kitchen", root=tmp_path)
+    assert res.stderr.strip() == (
+        f"ConfigError: {etc}/gateway-kitchen.cfg: settings: nothing to do (no entities,"
+        " and no mirror topic)"
+    )
+    # never overwritten
+    owfs.write_text("gateway: owfs\n")
+    assert "kept" in setup_inst("gateway", "cellar", "--kind", "owfs")
+    assert owfs.read_text() == "gateway: owfs\n"
+    if shutil.which("systemd-analyze"):
+        units = tmp_path / UNITS
+        verify = tmp_path / "verify"
+        verify.mkdir()
+        for unit, name in (("distkv-gateway@.service", "cellar"),
+                           ("distkv-runner@.service", "boiler")):  # fmt: skip
+            copy = verify / unit.replace("@.", f"@{name}.")
+            copy.write_text((units / unit).read_text().replace("%i", name))
+        _verify([str(p) for p in verify.iterdir()])
+
+
+def test_a_bad_instance_name_is_refused(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "distkv", "setup", "gateway", "a/b", "--kind",
+                          "mqtt", "--root", str(tmp_path)], capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 1
+    assert res.stderr.strip() == (
+        "ConfigError: gateway name 'a/b': use letters, digits, '_', '-' and '.'"
+    )
