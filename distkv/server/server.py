@@ -519,7 +519,7 @@ class Server:
                 and self.bus_config() is None
             ):
                 # a lone node; with a bus the replicator first checks that the network
-                # does not exist yet (see Replicator._init_new_network)
+                # does not exist yet (see replication.joiner.Joiner.create_network)
                 self.write(Path(), self.init)
                 self.after_batch()
             bind = scfg["bind_default"]
