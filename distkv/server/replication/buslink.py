@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ...core.admission import BusSeal, refusal
-from ...core.replica import PRESENCE, UPDATE
+from ...core.replica import PRESENCE, UPDATE, Presence, encode
 from ...exceptions import DistKVError
 from ...wire import codec
 
@@ -148,7 +148,7 @@ class BusLink:
 
     def will(self) -> bytes:
         """The last will: this node's presence, offline (sealed)."""
-        return self.seal.seal(codec.packb({"type": PRESENCE, "node": self.name, "online": False}))
+        return self.seal.seal(codec.packb(encode(Presence(self.name, online=False))))
 
     @asynccontextmanager
     async def subscribed(self, bus) -> AsyncIterator[None]:
