@@ -319,7 +319,7 @@ class Server:
 
     def log_dest(self, session: Session, fn: Any, incremental: bool) -> str:
         from ..storage.records import iter_entries
-        from ..storage.statedir import open_log_file
+        from ..storage.statefiles import open_log_file
 
         fn = self._checked_file(session, fn)
         if self.logfile is not None:
@@ -347,7 +347,7 @@ class Server:
 
     def save(self, session: Session, fn: Any) -> str:
         from ..storage.records import iter_entries
-        from ..storage.statedir import write_dump
+        from ..storage.statefiles import write_dump
 
         fn = self._checked_file(session, fn)
         r = self.replica
@@ -379,7 +379,7 @@ class Server:
 
     def load_file(self, path: str) -> None:
         """Load a state file written by ``client log dest`` or ``log save``."""
-        from ..storage.statedir import load_file
+        from ..storage.statefiles import load_file
 
         rep = load_file(path, self.replica, strict=True)
         logger.info("loaded %d records from %s", rep.records, path)
