@@ -19,7 +19,9 @@ def keys_in(data: bytes) -> collections.Counter:
     """How often each written key occurs as a record (dump or change) in a file."""
     recs, damage = R.decode_records(data)
     assert not damage
-    return collections.Counter(r[0][1] for r in recs if isinstance(r, list) and len(r[0]) == 2 and r[0][0] == "k")
+    return collections.Counter(
+        r[0][1] for r in recs if isinstance(r, list) and len(r[0]) == 2 and r[0][0] == "k"
+    )
 
 
 async def test_log_files_switched_under_writes_hold_every_change_once(tmp_path):

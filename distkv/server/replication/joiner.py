@@ -154,7 +154,7 @@ class Joiner:
             src = r.sync_source(self.clock())
             addr = self.peers.addr.get(src) if src is not None else None
             if src is None or addr is None:
-                self.readiness.status = "waiting for peer"
+                self.readiness.say("waiting for peer")
                 if not self._waiting_logged:
                     self._waiting_logged = True
                     logger.warning(
@@ -176,7 +176,7 @@ class Joiner:
     async def _sync_from(self, src: str, addr) -> bool:
         """One full sync; True on success."""
         r = self.replica
-        self.readiness.status = f"syncing from {src}"
+        self.readiness.say(f"syncing from {src}")
         logger.info("node %s: syncing from %s at %s", self.name, src, addr)
         t0 = time.perf_counter()
         n = 0
@@ -215,7 +215,7 @@ class Joiner:
             else:
                 log = logger.warning if self.stats["sync_failures"] == 1 else logger.info
                 log("node %s: sync from %s failed: %s: %s", self.name, src, type(exc).__name__, exc)
-            self.readiness.status = "waiting for peer"
+            self.readiness.say("waiting for peer")
             return False
         return True
 

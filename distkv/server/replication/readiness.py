@@ -91,6 +91,10 @@ class Readiness:
             self._caught_up = trio.Event()
             self.status = "catching up"
 
+    def say(self, status: str) -> None:
+        """What the node does now, in words (the joiner reports its progress here)."""
+        self.status = status
+
     def caught_up(self) -> None:
         """Nothing (more) to wait for besides the replica's own readiness."""
         self._caught_up.set()

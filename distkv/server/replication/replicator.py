@@ -229,7 +229,7 @@ class Replicator:
         srv = self.server
         r = self.replica
         if self.target is None:
-            self.readiness.status = "local"
+            self.readiness.say("local")
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._periodic)
                 task_status.started()
