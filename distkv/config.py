@@ -136,7 +136,7 @@ SCHEMA = Section(
                     " without one the node runs alone and needs no broker",
                 ),
                 "root": Key(Str(), "distkv", "topic prefix: the network's name on the broker"),
-                # distkv/server/replication.py (Replicator._send_held), docs/replication.md
+                # distkv/server/replication/buslink.py (BusLink._send_held), docs/replication.md
                 "bus_coalesce_ms": Key(
                     Float(0),
                     2,
