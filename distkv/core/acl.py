@@ -28,14 +28,14 @@ right to change them is ``w``/``c``/``d`` on ``(None, "acl", ...)`` / ``(None, "
 ...)``. The empty mode ``""`` is a valid rule that grants nothing; use it to carve an
 exception out of a broader rule.
 
-**Most specific rule wins** (inside one ACL; only that rule's mode counts). Compare
-two rules that match the same path element by element from the left; at the first
-position where they differ, a literal element beats ``"+"``, ``"+"`` beats ``"#"``, and
-a rule that *ends* exactly there beats a ``"#"`` that matches zero elements there. So:
-``a.b`` > ``a.+`` > ``a.#`` > ``+.b`` > ``+.+`` > ``#``, and ``a.b.#`` > ``a.#`` (longer
-literal prefix). Two different rules never tie. Each rule gets a static key encoding
-this order (literal 4, ``+`` 3, end 2, ``#`` 1, compared as tuples), so the winner is
-the maximum key among the matching rules.
+**Most specific rule wins** (inside one ACL; only that rule's mode counts), by the
+order of :func:`~distkv.core.pattern.pattern_key`, shared with type and codec bindings:
+compare two rules that match the same path element by element from the left; at the
+first position where they differ, a literal element beats ``"+"``, ``"+"`` beats
+``"#"``, and a rule that *ends* exactly there beats a ``"#"`` that matches zero
+elements there. So: ``a.b`` > ``a.+`` > ``a.#`` > ``+.b`` > ``+.+`` > ``#``, and
+``a.b.#`` > ``a.#`` (longer literal prefix). Two different rules never tie, so the
+winner is the rule with the largest key among the matching ones.
 
 **Deny by default**: if no rule matches, the ACL grants nothing.
 
@@ -71,6 +71,7 @@ from typing import Any
 
 from ..exceptions import ClientError, PathError, PermissionDenied
 from .path import Path
+from .pattern import is_hash, is_plus, pattern_key
 from .types import NotGiven
 
 logger = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ def _check_pattern(pattern: Iterable[Any]) -> tuple:
     except PathError as exc:
         raise ClientError(f"bad ACL pattern {pattern!r}: {exc}") from None
     for i, e in enumerate(pattern):
-        if e == "#" and type(e) is str and i != len(pattern) - 1:
+        if is_hash(e) and i != len(pattern) - 1:
             raise ClientError(f"'#' may only end an ACL pattern: {_fmt(pattern)}")
     if pattern and type(pattern[0]) is tuple and pattern[0] == (None,):
         raise ClientError("an ACL pattern may not start with (None,); use None for the system tree")
@@ -219,17 +220,7 @@ class Rule:
         self.pattern = pattern
         self.mask = mode_mask(mode)
         self.mode = mode_str(self.mask)
-        key = []
-        for e in pattern:
-            if type(e) is str and e == "+":
-                key.append(3)
-            elif type(e) is str and e == "#":
-                key.append(1)
-            else:
-                key.append(4)
-        if not (pattern and type(pattern[-1]) is str and pattern[-1] == "#"):
-            key.append(2)
-        self.key = tuple(key)
+        self.key = pattern_key(pattern)
         self.prio = 0
 
     def __repr__(self) -> str:
@@ -279,10 +270,10 @@ class ACL:
             pat = r.pattern
             last = len(pat) - 1
             for i, e in enumerate(pat):
-                if type(e) is str and e == "#" and i == last:
+                if i == last and is_hash(e):
                     n.hash = r
                     break
-                if type(e) is str and e == "+":
+                if is_plus(e):
                     if n.plus is None:
                         n.plus = _Node()
                     n = n.plus
@@ -486,17 +477,22 @@ class Grants:
         self._gen = t.generation
         self._set(t.acls_for(self._method, self.user))
 
+    def _current(self) -> None:
+        """A live Grants (built by :meth:`AclTable.grants`) picks up ACL and binding
+        changes here, before every check: the table's generation says whether any."""
+        t = self._table
+        if t is not None and self._gen != t.generation:
+            self._refresh()
+
     @property
     def is_unrestricted(self) -> bool:
-        if self._table is not None and self._gen != self._table.generation:
-            self._refresh()
+        self._current()
         return self._unrestricted
 
     @property
     def acl_names(self) -> tuple[str, ...]:
         """Names of the bound ACLs (empty if unrestricted)."""
-        if self._table is not None and self._gen != self._table.generation:
-            self._refresh()
+        self._current()
         return tuple(a.name for a in self._acls)
 
     # -- evaluation --
@@ -524,8 +520,7 @@ class Grants:
 
     def mask(self, path: Iterable[Any]) -> int:
         """The rights on ``path`` as a bit mask, including the ``x`` check on prefixes."""
-        if self._table is not None and self._gen != self._table.generation:
-            self._refresh()
+        self._current()
         if self._unrestricted:
             return _ALL
         path = tuple(path)
@@ -560,8 +555,7 @@ class Grants:
 
     def cursor(self) -> Cursor:
         """A cursor at the root, for walking a subtree without per-path lookups."""
-        if self._table is not None and self._gen != self._table.generation:
-            self._refresh()
+        self._current()
         acls = tuple(a for a in self._acls if isinstance(a, ACL))
         return Cursor(
             self, acls, tuple(a._start for a in acls), 0, _ALL if self._unrestricted else None

@@ -1,4 +1,9 @@
-"""Path patterns that bind types and codecs to parts of the tree (pure, no I/O).
+"""Path patterns and their specificity: the one module for both (pure, no I/O).
+
+Patterns bind types and codecs to parts of the tree (:class:`PatternMap`), and ACL
+rules are patterns too (:mod:`.acl` compiles them into a trie and ranks its rules with
+:func:`pattern_key`). So what a wildcard is and which pattern is more specific are
+decided here, once.
 
 A pattern is a tuple of path elements in which two strings are wildcards:
 
@@ -29,13 +34,37 @@ from .types import NotGiven
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PatternMap", "check_pattern", "pattern_key", "pattern_matches"]
+__all__ = [
+    "HASH",
+    "PLUS",
+    "PatternMap",
+    "check_pattern",
+    "is_hash",
+    "is_plus",
+    "pattern_key",
+    "pattern_matches",
+]
 
-_WILD = ("+", "#")
+PLUS = "+"
+"""Matches exactly one element."""
+HASH = "#"
+"""Matches zero or more elements."""
+_WILD = (PLUS, HASH)
 
 
 def _is(e: Any, w: str) -> bool:
     return type(e) is str and e == w
+
+
+def is_plus(e: Any) -> bool:
+    """Whether the pattern element ``e`` is the ``"+"`` wildcard (a ``str``: ``b"+"``
+    is a literal)."""
+    return type(e) is str and e == PLUS
+
+
+def is_hash(e: Any) -> bool:
+    """Whether the pattern element ``e`` is the ``"#"`` wildcard."""
+    return type(e) is str and e == HASH
 
 
 def check_pattern(pattern: Iterable[Any]) -> tuple:
@@ -50,7 +79,10 @@ def check_pattern(pattern: Iterable[Any]) -> tuple:
 
 
 def pattern_key(pattern: tuple) -> tuple:
-    """Specificity: the larger key is the more specific pattern (see module doc)."""
+    """Specificity: the larger key is the more specific pattern (see module doc).
+
+    Literal 4, ``"+"`` 3, the end of a pattern not ending in ``"#"`` 2, ``"#"`` 1,
+    compared as tuples. Two different patterns never tie."""
     key = [3 if _is(e, "+") else 1 if _is(e, "#") else 4 for e in pattern]
     if not (pattern and _is(pattern[-1], "#")):
         key.append(2)

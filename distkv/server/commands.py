@@ -297,17 +297,18 @@ async def cmd_auth(server: Server, session: Session, msg: dict) -> dict:
     return await server.login(session, msg)
 
 
-def cmd_log(server: Server, session: Session, msg: dict) -> dict:
+async def cmd_log(server: Server, session: Session, msg: dict) -> dict:
     """``client log dest``: write the state (unless incremental), then every change."""
     if msg.get("oneshot"):
-        return {"file": server.save(session, msg.get("file"))}
-    return {"file": server.log_dest(session, msg.get("file"), bool(msg.get("incremental")))}
+        return {"file": await server.save(session, msg.get("file"))}
+    fn = await server.log_dest(session, msg.get("file"), bool(msg.get("incremental")))
+    return {"file": fn}
 
 
-def cmd_log_stop(server: Server, session: Session, msg: dict) -> dict:
+async def cmd_log_stop(server: Server, session: Session, msg: dict) -> dict:
     if session.acl is not None:  # as for starting one: only unrestricted users
         raise PermissionDenied(f"{session.user} may not stop the server's log")
-    return {"stopped": server.log_stop()}
+    return {"stopped": await server.log_stop()}
 
 
 async def cmd_sync_dump(server: Server, session: Session, msg: dict) -> None:
@@ -347,7 +348,7 @@ COMMANDS: dict[str, tuple[Any, str]] = {
     "stop": (cmd_stop, "sync"),
     "get_state": (cmd_get_state, "sync"),
     "auth": (cmd_auth, "async"),
-    "log": (cmd_log, "sync"),
-    "log_stop": (cmd_log_stop, "sync"),
+    "log": (cmd_log, "async"),
+    "log_stop": (cmd_log_stop, "async"),
     "sync_dump": (cmd_sync_dump, "stream"),
 }

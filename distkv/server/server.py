@@ -109,6 +109,7 @@ class Server:
         self.limiter = LoginLimiter()
         self.storage = None  # StateDir, when server.state_dir is set
         self.logfile = None  # LogFile of `client log dest`
+        self._log_lock = trio.Lock()  # one `log dest`/`log stop` at a time
         # Replication (distkv.server.replication.Replicator) when a bus is configured;
         # without one the replica's outgoing messages are simply dropped.
         self.replicator = None
@@ -317,41 +318,63 @@ class Server:
             f" (server.log_dirs); not {fn}"
         )
 
-    def log_dest(self, session: Session, fn: Any, incremental: bool) -> str:
+    async def log_dest(self, session: Session, fn: Any, incremental: bool) -> str:
+        """``client log dest``: from now on every change also goes to ``fn``, after the
+        state as of now (unless ``incremental``). The switch from the previous file
+        happens at one moment (no change is in both or in neither); opening, writing
+        the state and closing run in worker threads."""
         from ..storage.records import iter_entries
-        from ..storage.statedir import open_log_file
+        from ..storage.statefiles import create_log_file
 
         fn = self._checked_file(session, fn)
-        if self.logfile is not None:
-            self.logfile.flush()
-            self.logfile.close()
-            self.logfile = None
-        r = self.replica
-        self.logfile = open_log_file(
-            fn,
-            incremental,
-            entries=None if incremental else iter_entries(r.tree),
-            node=self.name,
-            tick=r.tick,
-            tock=r.tock,
-        )
+        async with self._log_lock:
+            try:
+                lf = await create_log_file(fn)
+            except BaseException:
+                await self._close_log()
+                raise
+            old, self.logfile = self.logfile, lf
+            if old is not None:
+                old.flush()
+            r = self.replica
+            try:
+                await lf.start(
+                    incremental,
+                    None if incremental else iter_entries(r.tree),
+                    node=self.name,
+                    tick=r.tick,
+                    tock=r.tock,
+                )
+            except BaseException:
+                await self._close_log()
+                raise
+            finally:
+                if old is not None:
+                    with trio.CancelScope(shield=True):
+                        await old.aclose()
         return fn
 
-    def log_stop(self) -> bool:
-        if self.logfile is None:
-            return False
-        self.logfile.flush()
-        self.logfile.close()
-        self.logfile = None
-        return True
+    async def _close_log(self) -> None:
+        lf, self.logfile = self.logfile, None
+        if lf is not None:
+            with trio.CancelScope(shield=True):
+                await lf.aclose()
 
-    def save(self, session: Session, fn: Any) -> str:
+    async def log_stop(self) -> bool:
+        async with self._log_lock:
+            if self.logfile is None:
+                return False
+            await self._close_log()
+            return True
+
+    async def save(self, session: Session, fn: Any) -> str:
+        """``client log save``: a dump of the state as of now, written in a worker thread."""
         from ..storage.records import iter_entries
-        from ..storage.statedir import write_dump
+        from ..storage.statefiles import save_dump
 
         fn = self._checked_file(session, fn)
         r = self.replica
-        write_dump(fn, iter_entries(r.tree), node=self.name, tick=r.tick, tock=r.tock)
+        await save_dump(fn, iter_entries(r.tree), node=self.name, tick=r.tick, tock=r.tock)
         return fn
 
     # --- access control (filled in by the auth layer) ---
@@ -379,7 +402,7 @@ class Server:
 
     def load_file(self, path: str) -> None:
         """Load a state file written by ``client log dest`` or ``log save``."""
-        from ..storage.statedir import load_file
+        from ..storage.statefiles import load_file
 
         rep = load_file(path, self.replica, strict=True)
         logger.info("loaded %d records from %s", rep.records, path)
@@ -492,7 +515,7 @@ class Server:
             await trio.serve_listeners(self._handle_client, listeners)
         finally:
             with trio.CancelScope(shield=True):
-                self.log_stop()
+                await self._close_log()
                 if self.storage is not None:
                     await self.storage.aclose()
 
@@ -519,7 +542,7 @@ class Server:
                 and self.bus_config() is None
             ):
                 # a lone node; with a bus the replicator first checks that the network
-                # does not exist yet (see Replicator._init_new_network)
+                # does not exist yet (see replication.joiner.Joiner.create_network)
                 self.write(Path(), self.init)
                 self.after_batch()
             bind = scfg["bind_default"]

@@ -189,21 +189,46 @@ def frame(payload: bytes) -> bytes:
     return _HEADER.pack(MAGIC, n, zlib.crc32(payload, n)) + payload
 
 
-def frames(records: Iterable[bytes], target: int = FRAME_TARGET) -> bytes:
-    """Frame packed records, cutting a new frame whenever ``target`` bytes are reached."""
-    out: list[bytes] = []
+def iter_frames(records: Iterable[bytes], target: int = FRAME_TARGET) -> Iterator[bytes]:
+    """Frame packed records, cutting a new frame whenever ``target`` bytes are reached.
+
+    The one framing helper of every writer (log batches, snapshots, dumps, log files):
+    a frame is the unit that is checked (CRC) and skipped when damaged, so its size
+    bounds what one bad sector costs."""
     part: list[bytes] = []
     size = 0
     for r in records:
         part.append(r)
         size += len(r)
         if size >= target:
-            out.append(frame(b"".join(part)))
+            yield frame(b"".join(part))
             part = []
             size = 0
     if part:
-        out.append(frame(b"".join(part)))
-    return b"".join(out)
+        yield frame(b"".join(part))
+
+
+def frames(records: Iterable[bytes], target: int = FRAME_TARGET) -> bytes:
+    """:func:`iter_frames`, joined."""
+    return b"".join(iter_frames(records, target))
+
+
+def dump_records(
+    entries: Iterable[tuple[Iterable[Any], Entry]], *, head: bytes | None = None
+) -> Iterator[bytes]:
+    """The packed records of a whole tree: ``head`` (a header record) if given, one
+    record per entry with history, then the end record with their count (which tells
+    a complete dump or snapshot from a cut one)."""
+    if head is not None:
+        yield head
+    entry = Encoder().entry
+    count = 0
+    for path, e in entries:
+        if e.node is None:
+            continue
+        yield entry(path, e)
+        count += 1
+    yield encode_end(count)
 
 
 class Batch:

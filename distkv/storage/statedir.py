@@ -39,11 +39,8 @@ previous snapshot P is deleted, so what remains is snapshots P and N plus logs >
 (P is kept so a damaged snapshot N still leaves P + logs as a fallback). After the very
 first snapshot nothing is deleted (the full log is that fallback).
 
-Single state files (tutorial)
------------------------------
-:func:`write_dump` writes a one-shot dump, :func:`open_log_file` a file that gets the
-full state (unless incremental) and then every change, and :func:`load_file` loads any
-of them, also several concatenated into a pipe (``server -l <(cat a b c)``).
+The single state files of the tutorial are in :mod:`.statefiles`; file primitives
+shared by both (writing, fsyncing, reading, batching, the load report) in :mod:`.files`.
 """
 
 from __future__ import annotations
@@ -52,176 +49,26 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
-from typing import IO, Any, Literal
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 import trio
 
 from ..core.tree import Entry, Tree
 from ..exceptions import StorageError
 from . import records as R
+from .files import Appender, LoadReport, fsync_dir, lock_dir, replay_path, unlock_dir, write_all
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "LoadReport",
-    "LogFile",
-    "StateDir",
-    "load_file",
-    "open_log_file",
-    "open_state_dir",
-    "write_dump",
-]
+__all__ = ["FsyncPolicy", "StateDir", "open_state_dir"]
 
 FsyncPolicy = Literal["always", "interval", "never"]
 _POLICIES = ("always", "interval", "never")
 _NAME = re.compile(r"^(snap|log)-(\d{8,})\.dkv$")
-READ_CHUNK = 1024 * 1024
-# Flush a batch that grows beyond this without waiting for the shell's flush.
-_AUTO_FLUSH = 4 * R.FRAME_TARGET
 
 
-@dataclass
-class LoadReport:
-    """What a load found. ``damage`` lists ``(file name, Damage)``."""
-
-    records: int = 0
-    files: list[str] = field(default_factory=list)
-    snapshot: str | None = None
-    damage: list[tuple[str, R.Damage]] = field(default_factory=list)
-    bad_records: int = 0
-    ticks: dict[str, int] = field(default_factory=dict)
-    tock: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def clean(self) -> bool:
-        return not self.damage and not self.bad_records and not self.problems
-
-    def _warn(self, msg: str, *args: Any) -> None:
-        text = msg % args if args else msg
-        self.problems.append(text)
-        logger.warning("%s", text)
-
-
-def _write_all(fd: int, data: bytes | memoryview, write: Any = os.write) -> int:
-    """Write all of ``data``; returns the bytes written. An OSError midway carries
-    the bytes written before it as ``exc.written`` (a retry must not repeat them)."""
-    done = 0
-    try:
-        n = write(fd, data)
-        if n == len(data):  # the usual case: one syscall, no memoryview
-            return n
-        done = n
-        view = memoryview(data)[n:]
-        while view:
-            n = write(fd, view)
-            done += n
-            view = view[n:]
-    except OSError as exc:
-        exc.written = done  # type: ignore[attr-defined]
-        raise
-    return done
-
-
-LOCK_FILE = "LOCK"
-
-
-def _lock_dir(path: str) -> int:
-    """Take the state directory for this process (a POSIX lock on ``DIR/LOCK``, which
-    the OS drops when the process dies): a second server on the same directory would
-    delete the first one's snapshot files and damage its state. POSIX locks belong to
-    the process, so reopening the directory in the same process (tests, a reload)
-    works."""
-    import fcntl
-
-    fn = os.path.join(path, LOCK_FILE)
-    try:
-        fd = os.open(fn, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StorageError(f"cannot create lock file {fn}: {exc}") from exc
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        try:
-            pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
-        except OSError:
-            pid = "?"
-        os.close(fd)
-        raise StorageError(
-            f"state directory {path} is in use by another server (pid {pid})"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
-
-
-def _unlock_dir(fd: int | None) -> None:
-    if fd is not None:
-        with contextlib.suppress(OSError):
-            os.close(fd)  # closing drops the lock
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read_into(read: Any, dec: R.StreamDecoder, rep: R.Replayer) -> None:
-    """Feed a whole stream through the decoder into the replayer."""
-    payload = rep.payload
-    while True:
-        data = read(READ_CHUNK)
-        if not data:
-            break
-        for p in dec.feed(data):
-            payload(p)
-    for p in dec.finish():
-        payload(p)
-
-
-def _replay_path(path: str, rep: R.Replayer) -> R.StreamDecoder:
-    dec = R.StreamDecoder()
-    with open(path, "rb", buffering=0) as f:
-        _read_into(f.read, dec, rep)
-    return dec
-
-
-# ------------------------------------------------------------------------- state dir
-
-
-class _Appender:
-    """Record queueing shared by :class:`StateDir` and :class:`LogFile`: records are
-    packed into ``_batch`` and written by the subclass's ``flush`` (once per batch, or
-    early when the batch grows large)."""
-
-    _batch: R.Batch
-
-    def flush(self) -> int:  # pragma: no cover - both subclasses define it
-        raise NotImplementedError
-
-    def append(self, record: bytes) -> None:
-        """Queue a packed record (``records.encode_*``) for the next :meth:`flush`."""
-        self._batch.add(record)
-        if self._batch.size > _AUTO_FLUSH:
-            self.flush()
-
-    def append_entry(self, path: Iterable[Any], entry: Entry) -> None:
-        """Queue ``entry``'s state after a change (set, delete or merge) at ``path``."""
-        self._batch.add_entry(path, entry)
-        if self._batch.size > _AUTO_FLUSH:
-            self.flush()
-
-    def append_purge(self, path: Iterable[Any]) -> None:
-        """Queue: the tombstone at ``path`` was purged."""
-        self.append(R.encode_purge(path))
-
-
-class StateDir(_Appender):
+class StateDir(Appender):
     """A node's state directory. See the module docstring for the layout and policies.
 
     Use: ``sd = StateDir(path); sd.load(replica)``; run ``sd.serve(replica)`` in a
@@ -255,7 +102,7 @@ class StateDir(_Appender):
             os.makedirs(self.path, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create state directory {self.path}: {exc}") from exc
-        self._lock_fd = _lock_dir(self.path)
+        self._lock_fd = lock_dir(self.path)
         self._write = write
         #: bytes a failed flush could not write (kept in order, written first next time)
         self._unwritten = b""
@@ -324,7 +171,7 @@ class StateDir(_Appender):
             name = snaps[seq]
             fn = os.path.join(self.path, name)
             try:
-                dec = _replay_path(fn, rep)
+                dec = replay_path(fn, rep)
             except OSError as exc:
                 rep_._warn("state: cannot read snapshot %s: %s", fn, exc)
                 continue
@@ -368,7 +215,7 @@ class StateDir(_Appender):
             fn = os.path.join(self.path, name)
             bad = rep.bad_records
             try:
-                dec = _replay_path(fn, rep)
+                dec = replay_path(fn, rep)
             except OSError as exc:
                 rep_._warn("state: cannot read log %s: %s", fn, exc)
                 continue
@@ -428,7 +275,7 @@ class StateDir(_Appender):
         if self._unwritten:
             data = self._unwritten + data
         try:
-            _write_all(self._fd, data, self._write)  # type: ignore[arg-type]
+            write_all(self._fd, data, self._write)  # type: ignore[arg-type]
         except OSError as exc:
             # e.g. ENOSPC: keep what did not make it, in order, for the next flush;
             # until one succeeds the node refuses writes (see Server.write)
@@ -491,7 +338,7 @@ class StateDir(_Appender):
         os.fsync(fd)
         self.fsyncs += 1
         if need_dir:
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
 
     # --- snapshots
 
@@ -544,29 +391,12 @@ class StateDir(_Appender):
         tmp = final + ".tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            enc = R.Encoder()
-            entry = enc.entry
-            parts = [R.encode_header("snapshot", replica.name, replica.tick, replica.tock, seq=seq)]
-            size = len(parts[0])
-            count = 0
+            head = R.encode_header("snapshot", replica.name, replica.tick, replica.tock, seq=seq)
             total = 0
-            target = R.FRAME_TARGET
-            for path, e in R.iter_entries(replica.tree):
-                r = entry(path, e)
-                parts.append(r)
-                size += len(r)
-                count += 1
-                if size >= target:
-                    data = R.frame(b"".join(parts))
-                    _write_all(fd, data)
-                    total += len(data)
-                    parts = []
-                    size = 0
-                    await trio.lowlevel.checkpoint()
-            parts.append(R.encode_end(count))
-            data = R.frame(b"".join(parts))
-            _write_all(fd, data)
-            total += len(data)
+            for data in R.iter_frames(R.dump_records(R.iter_entries(replica.tree), head=head)):
+                write_all(fd, data)
+                total += len(data)
+                await trio.lowlevel.checkpoint()  # a big tree must not stall the node
             await trio.to_thread.run_sync(os.fsync, fd)
         except BaseException:
             os.close(fd)
@@ -575,7 +405,7 @@ class StateDir(_Appender):
             raise
         os.close(fd)
         os.replace(tmp, final)
-        await trio.to_thread.run_sync(_fsync_dir, self.path)
+        await trio.to_thread.run_sync(fsync_dir, self.path)
         return total
 
     def _compact(self, new: int, prev: int | None) -> None:
@@ -657,7 +487,7 @@ class StateDir(_Appender):
                 logger.error("state: closing %s with unwritten changes: %s", self.path, exc)
             async with self._sync_lock:
                 self.closed = True
-                _unlock_dir(self._lock_fd)
+                unlock_dir(self._lock_fd)
                 fd, self._fd = self._fd, None
                 if fd is not None:
                     if self.fsync == "never":
@@ -693,200 +523,3 @@ async def open_state_dir(
                 nursery.cancel_scope.cancel()
     finally:
         await sd.aclose()
-
-
-# ------------------------------------------------------------------- single files
-
-
-def _dump_bytes(entries: Iterable[tuple[Iterable[Any], Entry]], enc: R.Encoder) -> Iterable[bytes]:
-    """Framed records of ``entries`` plus the end record, in frames of FRAME_TARGET."""
-    parts: list[bytes] = []
-    size = 0
-    count = 0
-    entry = enc.entry
-    for path, e in entries:
-        if e.node is None:
-            continue
-        r = entry(path, e)
-        parts.append(r)
-        size += len(r)
-        count += 1
-        if size >= R.FRAME_TARGET:
-            yield R.frame(b"".join(parts))
-            parts = []
-            size = 0
-    parts.append(R.encode_end(count))
-    yield R.frame(b"".join(parts))
-
-
-def write_dump(
-    dest: str | os.PathLike | IO[bytes],
-    entries: Iterable[tuple[Iterable[Any], Entry]],
-    *,
-    node: str | None = None,
-    tick: int = 0,
-    tock: int = 0,
-) -> int:
-    """One-shot dump of ``entries`` (``(path, entry)``, e.g. :func:`records.iter_entries`).
-
-    To a path: written to a temp file, fsynced and renamed, so the file is either the
-    old one or the complete new one. To a binary file object: just written. Returns
-    the number of bytes written.
-    """
-    head = R.frame(R.encode_header("dump", node, tick, tock))
-    enc = R.Encoder()
-    if hasattr(dest, "write"):
-        n = len(head)
-        dest.write(head)  # type: ignore[union-attr]
-        for chunk in _dump_bytes(entries, enc):
-            dest.write(chunk)  # type: ignore[union-attr]
-            n += len(chunk)
-        return n
-    fn = os.fspath(dest)  # type: ignore[arg-type]
-    tmp = f"{fn}.tmp{os.getpid()}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            n = len(head)
-            _write_all(fd, head)
-            for chunk in _dump_bytes(entries, enc):
-                _write_all(fd, chunk)
-                n += len(chunk)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, fn)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise StorageError(f"cannot write {fn}: {exc}") from exc
-    return n
-
-
-class LogFile(_Appender):
-    """A ``client log dest`` file: records appended and written out per batch.
-
-    Every :meth:`flush` is one ``os.write`` straight to the OS (no Python buffering), so
-    a ``kill -9`` loses nothing that was flushed. Same calls as :class:`StateDir`.
-    """
-
-    def __init__(self, fd: int, path: str, *, fsync: bool = False):
-        self._fd: int | None = fd
-        self.path = path
-        self.fsync = fsync
-        self._batch = R.Batch()
-
-    def flush(self) -> int:
-        """Write the queued batch (one frame, one ``os.write``)."""
-        if self._fd is None:
-            raise StorageError(f"log file {self.path} is closed")
-        data = self._batch.take()
-        if data:
-            try:
-                _write_all(self._fd, data)
-                if self.fsync:
-                    os.fsync(self._fd)
-            except OSError as exc:
-                raise StorageError(f"cannot write to {self.path}: {exc}") from exc
-        return len(data)
-
-    def close(self) -> None:
-        """Flush and close (``client log stop``). Idempotent."""
-        if self._fd is None:
-            return
-        try:
-            self.flush()
-            os.fsync(self._fd)
-        except (OSError, StorageError) as exc:
-            logger.warning("log: closing %s: %s", self.path, exc)
-        finally:
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> LogFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def open_log_file(
-    path: str | os.PathLike,
-    incremental: bool,
-    *,
-    entries: Iterable[tuple[Iterable[Any], Entry]] | None = None,
-    node: str | None = None,
-    tick: int = 0,
-    tock: int = 0,
-    fsync: bool = False,
-) -> LogFile:
-    """Open ``path`` for appending changes (``client log dest``).
-
-    Not ``incremental``: ``entries`` (the full state) are written first, so the file
-    alone restores the tree. Incremental: only changes from now on; the shell switches
-    files synchronously (flush+close the old, open the new, no checkpoint in between),
-    so consecutive incremental files have no missing or duplicate records. An existing
-    file is appended to; a torn tail in it is skipped when loading.
-    """
-    fn = os.fspath(path)
-    try:
-        fd = os.open(fn, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    except OSError as exc:
-        raise StorageError(f"cannot open log file {fn}: {exc}") from exc
-    lf = LogFile(fd, fn, fsync=fsync)
-    try:
-        hdr = R.frame(R.encode_header("log", node, tick, tock, full=not incremental))
-        _write_all(fd, hdr)
-        if not incremental:
-            for chunk in _dump_bytes(entries if entries is not None else (), R.Encoder()):
-                _write_all(fd, chunk)
-    except OSError as exc:
-        lf.close()
-        raise StorageError(f"cannot write log file {fn}: {exc}") from exc
-    return lf
-
-
-def load_file(
-    src: str | os.PathLike | IO[bytes],
-    replica: Any,
-    *,
-    strict: bool = False,
-) -> LoadReport:
-    """Load a dump or log file (or several concatenated, e.g. from a pipe) into ``replica``.
-
-    Records are applied in order; damage is warned about with its offset and skipped
-    (the file is not changed: it may be a pipe or someone else's backup). Raises
-    :class:`StorageError` only with ``strict=True`` when nothing was usable.
-    """
-    report = LoadReport()
-    rep = R.Replayer(replica.tree)
-    dec = R.StreamDecoder()
-    if hasattr(src, "read"):
-        name = getattr(src, "name", None) or "<stream>"
-        read = src.read  # type: ignore[union-attr]
-        try:
-            _read_into(read, dec, rep)
-        except OSError as exc:
-            report._warn("state: error reading %s at offset %d: %s", name, dec.offset, exc)
-    else:
-        name = os.fspath(src)  # type: ignore[arg-type]
-        try:
-            dec = _replay_path(name, rep)
-        except OSError as exc:
-            if strict:
-                raise StorageError(f"cannot read state file {name}: {exc}") from exc
-            report._warn("state: cannot read %s: %s", name, exc)
-    report.files.append(str(name))
-    for d in dec.damage:
-        report.damage.append((str(name), d))
-        report._warn("state: %s: %s", name, d.describe())
-    if rep.bad_records:
-        report._warn("state: %s: %d undecodable records skipped", name, rep.bad_records)
-    report.records = rep.records
-    report.bad_records = rep.bad_records
-    report.ticks = dict(rep.ticks)
-    report.tock = rep.tock
-    rep.apply_to(replica)
-    if rep.records == 0 and strict:
-        raise StorageError(f"state file {name}: no usable records")
-    return report

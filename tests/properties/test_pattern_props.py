@@ -132,3 +132,33 @@ def test_lookup_is_most_specific_match(data):
         assert payload == ref[pattern]
         assert ref_matches(pattern, path)
         assert pattern_key(pattern) == max(pattern_key(p) for p in hits)
+
+
+@st.composite
+def acl_patterns(draw) -> tuple:
+    """Patterns as ACLs allow them: '#' only at the end."""
+    pat = list(draw(st.lists(st.sampled_from(ELEMS[:6] + ["+"]), max_size=4)))
+    if draw(st.booleans()):
+        pat.append("#")
+    if draw(st.integers(0, 4)) == 0:
+        pat.insert(0, None)
+    return tuple(pat)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(acl_patterns(), max_size=8), st.lists(paths(), min_size=1, max_size=10))
+def test_acls_and_bindings_pick_the_same_most_specific_pattern(pats, probes):
+    """ACL rules (a trie) and type/codec bindings (PatternMap) share one notion of
+    "covers" and "most specific": for the same patterns they pick the same winner."""
+    from distkv.core.acl import ACL
+
+    acl = ACL("t", {p: "r" for p in pats})
+    pm = PatternMap()
+    for p in pats:
+        pm.set(p, p)
+    for path in probes:
+        rule = acl.rule_for(path)
+        got = pm.lookup(path)
+        assert (rule is None) == (got is None), (path, rule, got)
+        if rule is not None:
+            assert rule.pattern == got[0], (path, rule.pattern, got[0])

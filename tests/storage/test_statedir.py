@@ -12,13 +12,8 @@ from distkv.core.path import Path
 from distkv.core.replica import Replica
 from distkv.exceptions import StorageError
 from distkv.storage import records as R
-from distkv.storage.statedir import (
-    StateDir,
-    load_file,
-    open_log_file,
-    open_state_dir,
-    write_dump,
-)
+from distkv.storage.statedir import StateDir, open_state_dir
+from distkv.storage.statefiles import load_file, open_log_file, write_dump
 from distkv.testing.wait import eventually
 
 

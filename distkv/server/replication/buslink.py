@@ -1,0 +1,382 @@
+"""The bus link: local changes out to the bus, bus messages in to the replica.
+
+* **Out.** Local writes queue ``update`` messages in the replica's outbox;
+  :meth:`BusLink.flush` (``Server.after_batch`` calls it through the replicator)
+  takes them, and :meth:`BusLink.coalesce_task` publishes them with
+  ``publish_nowait`` after the batch's replies, coalesced: all messages for one topic
+  that piled up while the previous bus message was not yet acknowledged (or, once
+  writes pile up, within ``server.bus_coalesce_ms`` of it) go out as one bus message
+  (see :meth:`BusLink._send_held`). A full bus (``BusOverflowError``) is counted,
+  never waited for: peers notice the gap and repair it.
+* **Presence**: the replica's presence record plus this node's client address
+  (``server.advertise`` or the bound address), published retained; the last will
+  marks the node offline. Peers find each other's client address there (:class:`Peers`).
+* **In.** Bus messages (``update/+``, ``repair/<me>``, ``presence/+``) are opened
+  (MAC, ``core/admission.py``), decoded in bursts and fed to ``Replica.receive``;
+  the resulting changes go to the server (``apply``), then the batch ends (``after``).
+
+A bus that is down never blocks the server: publishing is non-blocking, the bus
+reconnects by itself, and a node with data keeps serving reads and writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ...core.admission import BusSeal, refusal
+from ...core.replica import PRESENCE, UPDATE, Presence, encode
+from ...exceptions import DistKVError
+from ...wire import codec
+
+if TYPE_CHECKING:
+    from ...core.replica import Replica
+    from .peers import Peers
+
+logger = logging.getLogger(__package__)  # one logger for the replicator's parts
+
+__all__ = ["MAX_PAYLOAD", "BusLink", "advertised_address", "payloads"]
+
+#: Largest bus payload a batch of messages is packed into.
+MAX_PAYLOAD = 64 * 1024
+
+
+def payloads(packed: list[bytes]) -> Iterator[tuple[bytes, int]]:
+    """Pack msgpack-encoded messages into payloads: one message as itself, several as
+    a msgpack array (``0xdd`` array32 header + the concatenated messages), each at most
+    about :data:`MAX_PAYLOAD` bytes. Yields ``(payload, message count)``."""
+    if len(packed) == 1:
+        yield packed[0], 1
+        return
+    chunk: list[bytes] = []
+    size = 0
+    for p in packed:
+        if chunk and size + len(p) > MAX_PAYLOAD:
+            yield _array(chunk), len(chunk)
+            chunk, size = [], 0
+        chunk.append(p)
+        size += len(p)
+    if chunk:
+        yield (_array(chunk), len(chunk)) if len(chunk) > 1 else (chunk[0], 1)
+
+
+def _array(parts: list[bytes]) -> bytes:
+    return b"\xdd" + len(parts).to_bytes(4, "big") + b"".join(parts)
+
+
+def advertised_address(scfg: dict, ports: list) -> list | None:
+    """The client address peers should use: ``server.advertise`` (``host``,
+    ``host:port`` or ``{host, port}``), else the first bound address."""
+    adv = scfg.get("advertise")
+    host = port = None
+    if ports:
+        host, port = ports[0][:2]
+    if isinstance(adv, dict):
+        host = adv.get("host") or host
+        port = adv.get("port") or port
+    elif isinstance(adv, str) and adv:
+        h, sep, p = adv.rpartition(":")
+        if sep and p.isdigit() and not h.endswith(":"):
+            host, port = h.strip("[]"), int(p)
+        else:
+            host = adv
+    if host is None or port is None:
+        return None
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    return [host, int(port)]
+
+
+class BusLink:
+    """Moves replica messages between the replica and one bus.
+
+    ``clock()``: milliseconds for admission checks and the replica's timing;
+    ``advertise()`` gives this node's client address for its presence;
+    ``apply(changes)`` hands replica changes to the server, ``after()`` ends a batch
+    of replica work, ``wake_sync()`` tells the joiner that a presence arrived.
+    ``stats`` is the replicator's counter table (shared, one table in
+    ``internal state``). The bus itself exists only inside :meth:`open`.
+    """
+
+    def __init__(
+        self,
+        replica: Replica,
+        name: str,
+        *,
+        clock: Callable[[], int],
+        seal: BusSeal,
+        peers: Peers,
+        stats: dict[str, int],
+        max_ahead_ms: int,
+        coalesce_s: float,
+        advertise: Callable[[], list | None],
+        apply: Callable[[list], None],
+        after: Callable[[], None],
+        wake_sync: Callable[[], None],
+    ):
+        self.replica = replica
+        self.name = name
+        self.clock = clock
+        self.seal = seal
+        self.peers = peers
+        self.stats = stats
+        self.max_ahead_ms = max_ahead_ms
+        #: Least time between two sends of held messages (``server.bus_coalesce_ms``).
+        self.coalesce_s = coalesce_s
+        self._advertise = advertise
+        self._apply = apply
+        self._after = after
+        self._wake_sync = wake_sync
+        self.bus: Any = None
+        #: tells this process's presence from another process using our node name
+        self.instance = os.urandom(6).hex()
+        #: where another node with our name is (``host:port``), once one was seen
+        self.name_clash: str | None = None
+        self._refusals_logged: set[tuple] = set()
+        self._presence: dict | None = None
+        self._presence_evt = trio.Event()
+        # Outgoing messages by topic, waiting for the bus (see _send_held).
+        self._held: dict[str, list[bytes]] = {}
+        self._held_evt = trio.Event()
+        self._next_send = 0.0
+
+    def will(self) -> bytes:
+        """The last will: this node's presence, offline (sealed)."""
+        return self.seal.seal(codec.packb(encode(Presence(self.name, online=False))))
+
+    @asynccontextmanager
+    async def subscribed(self, bus) -> AsyncIterator[None]:
+        """Subscribe to this node's topics on ``bus`` and use it (:meth:`attach`
+        None once the bus is closed)."""
+        async with (
+            # handler subscriptions: messages are applied by the task that reads
+            # the bus, once per burst, with no task switch in between
+            bus.subscribe("presence/+", handler=self.handle),
+            # QoS 0 delivery: no PUBACK per message from every receiver (and from
+            # this node for its own updates, which the broker echoes); loses
+            # nothing QoS 1 would keep with clean sessions (distkv.bus.base)
+            bus.subscribe(f"{UPDATE}/+", handler=self.handle, qos=0),
+            bus.subscribe(f"repair/{self.name}", handler=self.handle, qos=0),
+        ):
+            self.bus = bus
+            yield
+
+    def attach(self, bus) -> None:
+        """Use ``bus`` (None: it is gone)."""
+        self.bus = bus
+
+    # --- outgoing ----------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Publish everything the replica queued (``Server.after_batch`` calls this)."""
+        r = self.replica
+        if not r.outbox:
+            return
+        msgs = r.drain()
+        bus = self.bus
+        if bus is None:
+            for m in msgs:
+                if m["type"] == PRESENCE:
+                    self._set_presence(m)
+            return
+        name = self.name
+        # Never connected (no broker yet, or none at all): nobody to tell, and queueing
+        # would only fill memory; peers learn these ticks by presence and repair.
+        # After a connection was lost, QoS 1 messages are queued (up to max_pending)
+        # and sent on reconnect, which saves repair work after short outages.
+        hold = not bus.connected and not bus.stats.connects
+        held = self._held
+        for m in msgs:
+            if m["type"] == PRESENCE:
+                self._set_presence(m)
+                continue
+            if hold:
+                self.stats["unsent"] += 1
+                continue
+            to = m.get("to")
+            topic = f"repair/{to}" if to is not None else f"update/{name}"
+            held.setdefault(topic, []).append(codec.packb(m))
+        if not held:
+            return
+        if bus.connected:
+            # coalesce_task sends them, after this batch's replies went out, and
+            # together with whatever else arrives while the previous message is not
+            # yet acknowledged. See _send_held for why.
+            self._held_evt.set()
+            return
+        self._send_held()  # into the bus's offline queue, sent on reconnect
+
+    def _send_held(self) -> None:
+        """Publish the held messages, one bus message (a msgpack array) per topic.
+
+        Why coalesce: a bus message costs far more than a write, counted over the
+        processes of a deployment: a send here (which wakes mosquitto), the broker's
+        work, a wake-up of every receiving node, and PUBACKs. Published one per
+        request, a sequential client on a node with a broker and a second node got
+        ~20 % of a lone node's rate (2 cores). So :meth:`coalesce_task` sends only
+        when the previous messages are acknowledged and, if the previous send carried
+        more than one message (writes are piling up), at least
+        ``server.bus_coalesce_ms`` (default 2) after it. A write after a quiet spell
+        or one at a time (paced events, a writer that waits for the far node) goes out
+        at once; under load messages grow instead of multiplying, and the extra delay
+        is bounded by that interval plus a broker round trip.
+        """
+        bus = self.bus
+        held, self._held = self._held, {}
+        n = 0
+        for topic, packed in held.items():
+            n += len(packed)
+            for payload, count in payloads(packed):
+                if bus.pending >= bus.max_pending:
+                    self.stats["overflow"] += count
+                    continue
+                try:
+                    bus.publish_nowait(topic, self.seal.seal(payload))
+                except DistKVError:  # BusOverflowError, BusClosedError: repair catches up
+                    self.stats["overflow"] += count
+                else:
+                    self.stats["sent"] += count
+        bus.write_now()
+        # The interval applies only once writes pile up: a lone write (ping-pong, paced
+        # events) must not wait for it; a writer that never waits for anything must.
+        self._next_send = trio.current_time() + (self.coalesce_s if n > 1 else 0.0)
+
+    async def coalesce_task(self) -> None:
+        """Send held messages once the bus has nothing in flight and the coalescing
+        interval since the last send has passed (see :meth:`_send_held`).
+
+        Sending from this task rather than from :meth:`flush` also means the batch's
+        replies go out first: the send to the broker (and the wake-up of mosquitto it
+        causes) no longer sits between a client's request and its answer."""
+        bus = self.bus
+        try:
+            while True:
+                await self._held_evt.wait()
+                self._held_evt = trio.Event()
+                while self._held:
+                    await bus.drain()
+                    wait = self._next_send - trio.current_time()
+                    if wait > 0:
+                        await trio.sleep(wait)
+                    if self._held:
+                        self._send_held()
+        except DistKVError:  # BusClosedError: nothing more to send
+            pass
+        finally:
+            # shutting down: hand what is held to the bus, whose clean close sends it
+            if self._held and not bus.closed:
+                self._send_held()
+
+    def _set_presence(self, m: dict) -> None:
+        m["addr"] = self._advertise()
+        m["version"] = 1
+        m["instance"] = self.instance
+        self._presence = m
+        self._presence_evt.set()
+
+    async def presence_task(self) -> None:
+        """Publish the latest presence record (retained), one at a time."""
+        while True:
+            await self._presence_evt.wait()
+            self._presence_evt = trio.Event()
+            m = self._presence
+            if m is None or self.bus is None:
+                continue
+            try:
+                with trio.move_on_after(5):
+                    await self.bus.set_presence(self.seal.seal(codec.packb(m)))
+            except DistKVError as exc:
+                logger.debug("cannot publish presence: %r", exc)
+
+    # --- incoming ----------------------------------------------------------------
+
+    def handle(self, msgs: list) -> None:
+        """Feed a burst of bus messages to the replica and apply the changes."""
+        now = self.clock()
+        own = f"update/{self.name}"
+        presence = False
+        for bm in msgs:
+            if bm.lost:
+                self.stats["lost"] += bm.lost
+            if bm.topic == own or not bm.payload:
+                continue
+            payload = self.seal.open(bm.payload)
+            if payload is None:
+                self.stats["unauthenticated"] += 1
+                self._refused(bm.topic, "no valid MAC (another network key, or a forger)")
+                continue
+            try:
+                data = codec.unpackb(payload)
+                batch = data if isinstance(data, list) else [data]
+                for m in batch:
+                    m["type"]  # noqa: B018 - every message must have one
+            except Exception as exc:  # noqa: BLE001 - a foreign publisher must not kill us
+                self.stats["bad_messages"] += 1
+                if self.stats["bad_messages"] == 1:
+                    logger.warning("undecodable bus message on %s: %r", bm.topic, exc)
+                continue
+            sender = bm.topic.partition("/")[2] if bm.topic.startswith("update/") else None
+            for m in batch:
+                why = refusal(m, now, self.max_ahead_ms)
+                if why is None and sender is not None and m.get("node") != sender:
+                    why = f"node {m.get('node')!r} on {sender}'s topic"
+                if why is not None:
+                    self.stats["refused"] += 1
+                    self._refused(bm.topic, why)
+                    continue
+                presence |= self._receive(m, bm, now)
+        if presence:
+            self._wake_sync()
+        self._after()
+
+    def _name_clash(self, m: dict) -> None:
+        """A live presence with our name from another process: two nodes were given
+        the same name. Say so once, in one line, with where the other one is."""
+        addr = m.get("addr")
+        where = f"{addr[0]}:{addr[1]}" if isinstance(addr, list) and len(addr) == 2 else "?"
+        if self.name_clash is None:
+            logger.error(
+                "another node named %r is on this network (client port %s): node names "
+                "must be unique; give one of them another name",
+                self.name,
+                where,
+            )
+        self.name_clash = where
+
+    def _refused(self, topic: str, why: str) -> None:
+        """Log a refused bus message once per topic and kind of reason (a forger or
+        a node with a wrong clock must not flood the log); counts are in stats."""
+        key = (topic, why.split(" ", 1)[0])
+        if key not in self._refusals_logged and len(self._refusals_logged) < 1000:
+            self._refusals_logged.add(key)
+            logger.warning("node %s: refused a bus message on %s: %s", self.name, topic, why)
+
+    def _receive(self, m: dict, bm, now: int) -> bool:
+        """One replication message; True if it was presence (the sync loop may act)."""
+        typ = m["type"]
+        self.stats["received"] += 1
+        presence = typ == PRESENCE
+        if presence:
+            self.peers.arrived()
+        if presence and m.get("node") == self.name:
+            other = m.get("instance")
+            if other is not None and other != self.instance and not bm.retained:
+                self._name_clash(m)
+            return False
+        if presence and m.get("online", True):
+            self.peers.heard(m.get("node"), m.get("addr"), retained=bm.retained)
+        try:
+            changes = self.replica.receive(m, now)
+        except (KeyError, TypeError, ValueError) as exc:
+            self.stats["bad_messages"] += 1
+            logger.warning("bad %s message on %s: %r", typ, bm.topic, exc)
+            return presence
+        if changes:
+            self._apply(changes)
+        return presence
