@@ -170,9 +170,20 @@ def cmd_list(server: Server, session: Session, msg: dict) -> dict:
     e = server.replica.tree.lookup(path)
     out = []
     if e is not None and e.children:
-        for k in sorted(e.children, key=sort_key):
-            if _has_data(e.children[k]):
-                out.append(k)
+        acl = session.acl
+        if acl is None:
+            for k in sorted(e.children, key=sort_key):
+                if _has_data(e.children[k]):
+                    out.append(k)
+        else:
+            # only names this user could read something at or below: a hidden
+            # child's name (a user name, say) is itself what an ACL hides
+            cur = acl.cursor()
+            for el in path:
+                cur = cur.child(el)
+            for k in sorted(e.children, key=sort_key):
+                if _has_readable(e.children[k], cur.child(k)):
+                    out.append(k)
     # as a path (msgpack ext 2): names that are tuples come back as tuples, not lists
     return {"children": Path._from_tuple(tuple(out))}
 
@@ -186,6 +197,19 @@ def _has_data(e) -> bool:
             return True
         if e.children:
             stack.extend(e.children.values())
+    return False
+
+
+def _has_readable(e, cur) -> bool:
+    """Whether ``e`` or anything below it has a value that the ACL cursor ``cur``
+    (at ``e``) lets its user read; subtrees the user may not enter are skipped."""
+    stack = [(e, cur)]
+    while stack:
+        e, cur = stack.pop()
+        if e.value is not NotGiven and cur.allowed("r"):
+            return True
+        if e.children and cur.can_enter:
+            stack.extend((c, cur.child(k)) for k, c in e.children.items())
     return False
 
 
