@@ -22,6 +22,7 @@ MODULES = [
     "bench.persist",
     "bench.auth",
     "bench.cluster",
+    "bench.outage",
     "bench.paced",
     "bench.cli",
     "bench.footprint",

@@ -23,6 +23,15 @@ TICK_BITS = 40
 TICK_MASK = (1 << TICK_BITS) - 1
 
 
+def _item_key(kv: tuple) -> Any:
+    return sort_key(kv[0])
+
+
+def _with_depth(items: list, d: int) -> Iterator[tuple[Any, Entry, int]]:
+    for k, c in items:
+        yield k, c, d
+
+
 class Entry:
     """One node of the tree.
 
@@ -209,11 +218,19 @@ class Tree:
         history = only == "history"
         keys: list = []
         skipped = 0
-        stack: list[tuple[Any, Entry, int]] = [(None, start, 0)]
-        pop = stack.pop
-        push = stack.append
-        while stack:
-            k, e, depth = pop()
+        # a stack of iterators over (key, entry, depth): a node with 100,000 children
+        # is expanded one child at a time, not in one step before the first pause
+        stack: list[Iterator[tuple[Any, Entry, int]]] = [iter(((None, start, 0),))]
+        top = stack[-1]
+        while True:
+            nxt = next(top, None)
+            if nxt is None:
+                stack.pop()
+                if not stack:
+                    return
+                top = stack[-1]
+                continue
+            k, e, depth = nxt
             if depth:
                 del keys[depth - 1 :]
                 keys.append(k)
@@ -229,13 +246,10 @@ class Tree:
                     yield None, None
             ch = e.children
             if ch and (max_depth < 0 or depth < max_depth):
-                d = depth + 1
-                if sort:
-                    for k in sorted(ch, key=sort_key, reverse=True):
-                        push((k, ch[k], d))
-                else:
-                    for k, c in list(ch.items()):
-                        push((k, c, d))
+                # a snapshot of the children: the tree may change while we pause
+                items = sorted(ch.items(), key=_item_key) if sort else list(ch.items())
+                top = _with_depth(items, depth + 1)
+                stack.append(top)
 
     def prune(self, path: tuple) -> None:
         """Drop empty intermediate entries on ``path`` (no value, no chain, no children)."""

@@ -47,6 +47,7 @@ DEFAULT_CREDIT = 256
 LOGIN_ARRAY = 16
 
 _UNPACK_ERRORS = (
+    ProtocolError,
     msgpack.exceptions.ExtraData,
     msgpack.exceptions.FormatError,
     msgpack.exceptions.StackError,
@@ -321,6 +322,8 @@ class ServerProtocol:
         #: while locked: the bytes fed that the unpacker has not consumed yet
         self._locked: bytearray | None = None
         self._fed = self._done = 0
+        #: the message the client has only partly sent, if any (memory it may hold)
+        self._partial: codec.PartialScan | None = None
         if login_message is None:
             self._unpacker = codec.unpacker(max_message, max_array=max_array, max_ext=max_path)
         else:
@@ -489,6 +492,20 @@ class ServerProtocol:
         """Whether the login limits still apply."""
         return self._locked is not None
 
+    def _check_partial(self, fed: int, data: bytes) -> None:
+        """The decoder holds an unfinished message: refuse it (ProtocolError) once its
+        open lists and maps announce far more elements than it has bytes (see
+        :class:`codec.PartialScan`); ``fed``: stream offset of ``data``."""
+        scan = self._partial
+        if scan is None or scan.start != self._done:
+            scan = self._partial = codec.PartialScan(self._done)
+        scan.feed(data[scan.start - fed :] if scan.start > fed else data)
+        if scan.too_big():
+            raise ProtocolError(
+                f"an unfinished message announces {scan.announced} elements in "
+                f"{scan.size} bytes"
+            )
+
     def unlock(self) -> None:
         """The client logged in: from now on its messages may use the full limits.
         Bytes already received but not yet decoded carry over."""
@@ -498,8 +515,12 @@ class ServerProtocol:
         self._locked = None
         max_message, max_array, max_path = self._full
         self._unpacker = codec.unpacker(max_message, max_array=max_array, max_ext=max_path)
+        # offsets now count from the new decoder's start
+        self._fed, self._done, self._partial = len(rest), 0, None
         if rest:
             self._unpacker.feed(bytes(rest))
+            self._partial = codec.PartialScan(0)
+            self._partial.feed(bytes(rest))
 
     def receive_data(self, data: bytes) -> list:
         """Feed bytes from the client; returns the events they complete. Undecodable
@@ -508,16 +529,17 @@ class ServerProtocol:
         if self.broken:
             return events
         locked = self._locked
+        unpacker = self._unpacker
+        fed = self._fed
+        self._fed = fed + len(data)
         try:
             if locked is not None:
                 locked += data
-                self._fed += len(data)
-            self._unpacker.feed(data)
-            for msg in self._unpacker:
-                if locked is not None:
-                    # where the last complete message ends (tell() also counts the
-                    # bytes of one in progress, which unlock() must carry over)
-                    self._done = self._unpacker.tell()
+            unpacker.feed(data)
+            for msg in unpacker:
+                # where the last complete message ends (tell() also counts the
+                # bytes of one in progress, which unlock() must carry over)
+                self._done = unpacker.tell()
                 if type(msg) is not dict:
                     self.error(None, ProtocolError("a request must be a map"))
                     continue
@@ -534,8 +556,16 @@ class ServerProtocol:
                 events.append(Request(seq, action, msg))
             if locked is not None:
                 del locked[: len(locked) - (self._fed - self._done)]
+            if self._done != self._fed:
+                self._check_partial(fed, data)
+            elif self._partial is not None:
+                self._partial = None
         except _UNPACK_ERRORS as exc:
             self.broken = True
+            # what the decoder holds of the unfinished message goes now, not when
+            # the connection's task ends
+            self._unpacker = codec.unpacker(1)
+            self._partial = None
             err = ProtocolError(f"undecodable data from client, closing: {exc}")
             self.error(None, err)
             events.append(ConnectionBroken(err))

@@ -17,6 +17,26 @@ async def test_tuple_children_come_back_as_tuples():
         assert [type(x) for x in children if x != "plain"] == [tuple]
 
 
+async def test_tuples_survive_in_paths_and_values_come_back_as_lists():
+    """What docs/tutorial.md promises (issue #16, item 4): tuples as path elements
+    round-trip (get, list, get_tree, watch); a tuple *value* is stored as a list and
+    comes back as one (msgpack has one array type; lists stay the wire format), and
+    a path inside a value stays a path."""
+    async with open_test_server() as s, open_memory_client(s) as c:
+        key = P("t") + ((1, (2, "x")),)
+        async with c.watch(P("t")) as w:
+            await c.set(key, ("Test", 42, (False, None)))
+            ev = await w.__anext__()
+        assert ev.path == P(":") + ((1, (2, "x")),) and type(ev.path[0][1]) is tuple
+        assert ev.value == ["Test", 42, [False, None]]
+        res = await c.get(key)
+        assert res.value == ["Test", 42, [False, None]] and type(res.value) is list
+        assert [r.path async for r in c.get_tree(P("t"))] == [ev.path]
+        assert await c.list(P("t")) == [(1, (2, "x"))]
+        await c.set(P("t.where"), {"at": key})
+        assert type((await c.get(P("t.where"))).value["at"]) is type(key)
+
+
 async def test_connection_settings_can_be_given_directly():
     async with open_test_server(tcp=True, init="x") as s:
         host, port = s.ports[0]

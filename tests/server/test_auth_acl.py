@@ -108,3 +108,37 @@ async def test_unknown_acl_denies(autojump_clock):
         async with open_memory_client(s, **login("joe")) as joe:
             with pytest.raises(PermissionDenied):
                 await joe.get(P("a"))
+
+
+async def test_list_names_only_children_the_user_may_read(autojump_clock):
+    """Issue #16: ``list`` named children that an ACL hides (their values stayed
+    hidden, but the names are the secret: user names, device names). A restricted
+    user now sees only the names below which it can read something; get_tree and
+    watch never showed hidden entries, and still do not."""
+    async with open_test_server() as s:
+        async with open_memory_client(s) as root:
+            for k in ("open.a", "open.b.deep", "hidden.x", "part.mine.v", "part.theirs.v"):
+                await root.set(P(f"home.{k}"), k)
+            await root.set(P("home.part.mine"), "m")
+            await root.set(acl_path("ro", P("home")), "rx")
+            await root.set(acl_path("ro", P("home.open.#")), "rx")
+            await root.set(acl_path("ro", P("home.part")), "rx")
+            await root.set(acl_path("ro", P("home.part.mine.#")), "rx")
+            await setup_password(root, users=("root", "joe"), joe={"acl": "ro"})
+        async with (
+            open_memory_client(s, **login("root")) as root,
+            open_memory_client(s, **login("joe")) as joe,
+        ):
+            assert await root.list(P("home")) == ["hidden", "open", "part"]
+            assert await joe.list(P("home")) == ["open", "part"]
+            assert await joe.list(P("home.part")) == ["mine"]
+            assert await joe.list(P("home.open")) == ["a", "b"]
+            assert await root.list(P("home.part")) == ["mine", "theirs"]
+            got = sorted([str(r.path) async for r in joe.get_tree(P("home"))])
+            assert got == ["open.a", "open.b.deep", "part.mine", "part.mine.v"]
+            async with joe.watch(P("home")) as w:
+                await root.set(P("home.hidden.y"), 1)
+                await root.delete(P("home.hidden.x"))
+                await root.set(P("home.open.a"), 2)
+                ev = await w.__anext__()
+                assert ev.path == P("open.a") and ev.value == 2

@@ -95,7 +95,10 @@ class RepairSchedule:
                 st_all[o] = [now_ms + self.delay_ms, 0, count]
                 continue
             if count < st[2]:
-                st[1] = 0  # progress: reset the backoff
+                # progress: reset the backoff, and ask for the next batch soon rather
+                # than after the backoff (a long gap is repaired batch after batch)
+                st[1] = 0
+                st[0] = min(st[0], now_ms + self.delay_ms)
             st[2] = count
             if now_ms < st[0]:
                 continue

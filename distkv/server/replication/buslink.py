@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ...core.admission import BusSeal, refusal
-from ...core.replica import PRESENCE, UPDATE, Presence, encode
+from ...core.replica import PRESENCE, REPAIR, UPDATE, Presence, Repair, decode, encode
 from ...exceptions import DistKVError
 from ...wire import codec
 
@@ -45,6 +46,10 @@ __all__ = ["MAX_PAYLOAD", "BusLink", "advertised_address", "payloads"]
 
 #: Largest bus payload a batch of messages is packed into.
 MAX_PAYLOAD = 64 * 1024
+#: Bus payload bytes applied in one step; a larger burst is applied in slices.
+SLICE_BYTES = 64 * 1024
+#: Entries a repair's tree scan walks between two yields.
+SCAN_SLICE = 2000
 
 
 def payloads(packed: list[bytes]) -> Iterator[tuple[bytes, int]]:
@@ -145,6 +150,10 @@ class BusLink:
         self._held: dict[str, list[bytes]] = {}
         self._held_evt = trio.Event()
         self._next_send = 0.0
+        # Incoming work too large for one step (see handle and backlog_task).
+        self._backlog: deque = deque()
+        self._repairs: dict[tuple, Repair] = {}  # (requester, origin) -> request
+        self._backlog_evt = trio.Event()
 
     def will(self) -> bytes:
         """The last will: this node's presence, offline (sealed)."""
@@ -297,7 +306,44 @@ class BusLink:
     # --- incoming ----------------------------------------------------------------
 
     def handle(self, msgs: list) -> None:
-        """Feed a burst of bus messages to the replica and apply the changes."""
+        """Feed a burst of bus messages to the replica and apply the changes.
+
+        A burst larger than :data:`SLICE_BYTES` (after a broker outage: the messages
+        queued meanwhile, 1.6 MB in one burst took 2.8 s to apply and no client was
+        answered meanwhile) goes to :meth:`backlog_task`, which applies it in slices
+        with other tasks running in between; later bursts queue behind it, in order.
+        """
+        if self._backlog or sum(len(bm.payload or b"") for bm in msgs) > SLICE_BYTES:
+            self._backlog.extend(msgs)
+            self._backlog_evt.set()
+            return
+        self._handle(msgs)
+
+    async def backlog_task(self) -> None:
+        """Apply queued bus messages (see :meth:`handle`) and answer repair requests
+        (see :meth:`_receive`) a slice at a time, yielding in between."""
+        backlog = self._backlog
+        while True:
+            await self._backlog_evt.wait()
+            self._backlog_evt = trio.Event()
+            while backlog or self._repairs:
+                if backlog:
+                    batch = [backlog.popleft()]
+                    size = len(batch[0].payload or b"")
+                    while backlog and size + len(backlog[0].payload or b"") <= SLICE_BYTES:
+                        bm = backlog.popleft()
+                        batch.append(bm)
+                        size += len(bm.payload or b"")
+                    self._handle(batch)
+                else:
+                    key = next(iter(self._repairs))
+                    msg = self._repairs.pop(key)
+                    for _ in self.replica.answer_repair(msg, pause=SCAN_SLICE):
+                        await trio.lowlevel.checkpoint()
+                    self._after()
+                await trio.lowlevel.checkpoint()
+
+    def _handle(self, msgs: list) -> None:
         now = self.clock()
         own = f"update/{self.name}"
         presence = False
@@ -372,6 +418,15 @@ class BusLink:
         if presence and m.get("online", True):
             self.peers.heard(m.get("node"), m.get("addr"), retained=bm.retained)
         try:
+            if typ == REPAIR and m.get("to") == self.name:
+                # answered by backlog_task: it may scan the whole tree. A newer
+                # request of the same requester for the same origin replaces one
+                # not yet answered (it asks again after its backoff).
+                req = decode(m)
+                self._repairs.pop((req.node, req.origin), None)
+                self._repairs[req.node, req.origin] = req
+                self._backlog_evt.set()
+                return presence
             changes = self.replica.receive(m, now)
         except (KeyError, TypeError, ValueError) as exc:
             self.stats["bad_messages"] += 1
