@@ -313,7 +313,13 @@ def cmd_stop(server: Server, session: Session, msg: dict) -> dict:
     return {"stopped": session.stop_stream(task)}
 
 
+#: The (virtual) path whose read right lets an ACL-restricted user see the node's
+#: status: ``get_state`` (peers and their addresses, ticks, conflicts) and ``/metrics``.
+NODE_STATUS_PATH = Path(".distkv", "metrics")
+
+
 def cmd_get_state(server: Server, session: Session, msg: dict) -> dict:
+    server.check_acl(session, NODE_STATUS_PATH, "r")  # deny by default, as /metrics
     return server.state()
 
 

@@ -33,8 +33,6 @@ logger = logging.getLogger(__name__)
 WS_PATH = "/ws"
 #: Prometheus metrics
 METRICS_PATH = "/metrics"
-#: the (virtual) path whose read right lets an ACL-restricted user read /metrics
-METRICS_ACL_PATH = (".distkv", "metrics")
 _METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _MAX_HEAD = 16384
 _HEAD_TIMEOUT = 10.0
@@ -295,9 +293,9 @@ class WebService:
         """None if the request may read /metrics, else (HTTP status, one-line reason)."""
         from ..auth import start_login
         from ..core.acl import user_path
-        from ..core.path import Path
         from ..core.types import NotGiven
         from ..exceptions import DistKVError
+        from .commands import NODE_STATUS_PATH
 
         srv = self.server
         if not srv.auth_required:
@@ -324,8 +322,8 @@ class WebService:
             return "401 Unauthorized", str(exc)
         srv.limiter.succeeded(addr)
         grants = srv.acls.grants(method.name, user)
-        if not grants.is_unrestricted and not grants.allowed(METRICS_ACL_PATH, "r"):
-            return "403 Forbidden", f"{user} may not read {Path(*METRICS_ACL_PATH)}"
+        if not grants.is_unrestricted and not grants.allowed(NODE_STATUS_PATH, "r"):
+            return "403 Forbidden", f"{user} may not read {NODE_STATUS_PATH}"
         return None
 
     async def _websocket(self, stream: trio.SocketStream, head: bytes, headers: dict) -> None:

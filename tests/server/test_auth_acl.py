@@ -142,3 +142,23 @@ async def test_list_names_only_children_the_user_may_read(autojump_clock):
                 await root.set(P("home.open.a"), 2)
                 ev = await w.__anext__()
                 assert ev.path == P("open.a") and ev.value == 2
+
+
+async def test_node_status_needs_a_grant(autojump_clock):
+    """get_state names peers, their addresses and conflicts: a restricted user sees it only
+    with ``r`` on ``.distkv.metrics`` (as /metrics), an unrestricted one always."""
+    async with open_test_server() as s:
+        async with open_memory_client(s) as root:
+            await root.set(acl_path("ro", P("pub.#")), "rx")
+            await root.set(acl_path("mon", P(".distkv")), "x")
+            await root.set(acl_path("mon", P(".distkv.metrics")), "r")
+            await setup_password(root, users=("root", "joe", "ann"), joe={"acl": "ro"}, ann={"acl": "mon"})
+        async with (
+            open_memory_client(s, **login("root")) as root,
+            open_memory_client(s, **login("joe")) as joe,
+            open_memory_client(s, **login("ann")) as ann,
+        ):
+            assert (await root.get_state()).node == s.name
+            with pytest.raises(PermissionDenied, match="joe may not"):
+                await joe.get_state()
+            assert (await ann.get_state()).node == s.name

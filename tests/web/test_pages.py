@@ -171,6 +171,9 @@ async def test_acl_restricted_user_on_the_status_pages(chromium):  # noqa: F811
             await page.js("location.hash = '!errors'")
             denied = await page.wait_for("document.querySelector('#errors .denied')?.textContent")
             assert denied.startswith("joe may not")
+            await page.js("location.hash = '!nodes'")  # peers and addresses: not joe's
+            denied = await page.wait_for("document.querySelector('#nodes .denied')?.textContent")
+            assert denied.startswith("joe may not")
             await page.js("location.hash = '!gateways'")
             # the whole tree is not joe's; below home it is
             await page.wait_for("document.querySelector('#entities .denied')")
