@@ -27,6 +27,9 @@ from .types import (
 
 logger = logging.getLogger("distkv.bus")
 
+# Topics whose matching subscription groups are remembered (see Bus._dispatch).
+_MATCH_CACHE = 1024
+
 __all__ = ["Bus"]
 
 
@@ -73,6 +76,8 @@ class Bus(abc.ABC):
         # collect messages and get them at :meth:`_end_burst`.
         self._bursting = False
         self._by_sid: dict[int, SubscriptionGroup] = {}
+        # topic -> groups whose pattern matches it (transports without subscription ids)
+        self._matches: dict[str, list[SubscriptionGroup]] = {}
         self._next_sid = 1
         self._offline: deque[Outgoing] = deque()
         self._seq = 0
@@ -317,6 +322,7 @@ class Bus(abc.ABC):
             self._next_sid += 1
             self._groups[sub.pattern] = group
             self._by_sid[group.sid] = group
+            self._matches.clear()
         group.subs.append(sub)
         if self._link_up:
             # Also for an existing group: re-subscribing makes the broker send the
@@ -333,6 +339,7 @@ class Bus(abc.ABC):
         if not group.subs:
             del self._groups[group.pattern]
             del self._by_sid[group.sid]
+            self._matches.clear()
             if self._link_up and not self._closed:
                 self._transport_unsubscribe(group)
 
@@ -364,11 +371,17 @@ class Bus(abc.ABC):
                     for sub in group.subs:
                         sub._offer(msg)
         else:
-            # Transport without subscription ids: match locally.
-            for group in self._groups.values():
-                if topic_matches(group.pattern, msg.topic):
-                    for sub in group.subs:
-                        sub._offer(msg)
+            # Transport without subscription ids: match locally. Topics repeat (one
+            # per peer), so the matching groups are remembered per topic.
+            groups = self._matches.get(msg.topic)
+            if groups is None:
+                if len(self._matches) >= _MATCH_CACHE:
+                    self._matches.clear()
+                groups = [g for g in self._groups.values() if topic_matches(g.pattern, msg.topic)]
+                self._matches[msg.topic] = groups
+            for group in groups:
+                for sub in group.subs:
+                    sub._offer(msg)
 
     def _link_restored(self) -> None:
         """Subscriptions are in place: republish presence, flush the offline queue in

@@ -57,6 +57,7 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as paho
 import trio
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -132,8 +133,9 @@ class _Client(paho.Client):
     """paho with two shortcuts on the replication hot path (see the module docstring).
 
     * **Buffered reads.** paho reads a packet with three ``recv`` calls (type byte,
-      length bytes one by one, body); here one ``recv`` fills a buffer that paho then
-      reads from, so a burst of packets costs one system call.
+      length bytes one by one, body); here one ``recv`` fills a buffer, a complete
+      packet in it is framed in one go, and paho's reader (for a packet split across
+      reads) reads from the buffer: a burst of packets costs one system call.
     * **Lean PUBACK.** A plain PUBACK (packet id only: every v3.1.1 one, and a v5 one
       without reason code) is handled without building reason-code and property
       objects; anything else goes through paho unchanged.
@@ -169,6 +171,70 @@ class _Client(paho.Client):
         chunk = bytes(buf[:bufsize])
         del buf[:bufsize]
         return chunk
+
+    def _packet_read(self) -> MQTTErrorCode:
+        # A complete packet waiting in the buffer is framed here in one go; a partial
+        # one (or a packet paho is in the middle of) is left to paho's reader.
+        buf = self._rbuf
+        if self._in_packet["command"] != 0:
+            return super()._packet_read()
+        if not buf:
+            try:
+                data = super()._sock_recv(_RECV_SIZE)
+            except BlockingIOError:
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            except OSError:
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            if not data:
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            buf += data
+        n = len(buf)
+        if n < 2:
+            return super()._packet_read()
+        length = 0
+        mult = 1
+        pos = 1
+        while True:
+            if pos >= n or pos > 4:
+                return super()._packet_read()  # length incomplete (or malformed)
+            b = buf[pos]
+            length += (b & 127) * mult
+            mult *= 128
+            pos += 1
+            if not b & 128:
+                break
+        end = pos + length
+        if end > n:
+            return super()._packet_read()
+        self._in_packet = {
+            "command": buf[0],
+            "have_remaining": 1,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": length,
+            "packet": bytearray(buf[pos:end]),
+            "to_process": 0,
+            "pos": 0,
+        }
+        del buf[:end]
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            logger.debug("bus: malformed MQTT packet: %s", exc)
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = {
+            "command": 0,
+            "have_remaining": 0,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": 0,
+            "packet": bytearray(b""),
+            "to_process": 0,
+            "pos": 0,
+        }
+        with self._msgtime_mutex:
+            self._last_bytes_received = paho.time_func()
+        return rc
 
     def _handle_pubackcomp(self, cmd: Any) -> MQTTErrorCode:
         packet = self._in_packet["packet"]

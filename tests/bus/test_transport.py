@@ -192,6 +192,19 @@ async def test_no_local_skips_own_publications(env: BusEnv) -> None:
             assert first == Message("nl/b", b"other")
 
 
+async def test_large_and_small_messages_interleaved(env: BusEnv) -> None:
+    """Packets larger than one read of the socket, and many small ones arriving in one
+    read, are framed correctly (the MQTT reader buffers what it receives)."""
+    big = bytes(range(256)) * 1000  # 256 kB
+    async with env.connected("a", "b") as (a, b), b.subscribe("li/#") as sub:
+        sent = []
+        for i in range(30):
+            payload = big + b"%d" % i if i % 10 == 3 else b"%d" % i
+            sent.append(Message(f"li/{i % 4}", payload))
+            a.publish_nowait(f"li/{i % 4}", payload)
+        assert [await recv(sub) for _ in sent] == sent
+
+
 async def test_same_pattern_twice(env: BusEnv) -> None:
     async with env.connected("a", "b") as (a, b), b.subscribe("s/#") as s1:
         async with b.subscribe("s/#") as s2:
