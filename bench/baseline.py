@@ -118,3 +118,98 @@ async def bench_echo(ctx) -> list[Result]:
         Result("baseline trio+msgpack round-trip, sequential", seq, "req/s", note=seq_note),
         Result("baseline trio+msgpack round-trip, 64 tasks", conc, "req/s", note=conc_note),
     ]
+
+
+PACE_S = 0.010  # as bench/paced.py: one message every 10 ms
+
+
+@benchmark(
+    "echo_paced",
+    group="baseline",
+    rows=[
+        ("baseline trio+msgpack round-trip p50, one every 10 ms", "ms", None),
+        ("baseline trio+msgpack round-trip p99, one every 10 ms", "ms", None),
+        ("baseline paho->mosquitto->paho hop p50, one every 10 ms", "ms", None),
+        ("baseline paho->mosquitto->paho hop p99, one every 10 ms", "ms", None),
+    ],
+    timeout=40,
+)
+async def bench_echo_paced(ctx) -> list[Result]:
+    """The floor of paced latency on this machine: a bare two-process trio+msgpack
+    request/reply, and a bare paho publish -> mosquitto -> paho subscriber hop (two
+    processes), one message every 10 ms. A cross-node watch event takes a client ->
+    node hop, the bus hop and a node -> client hop: compare its p50 with these."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from .cluster import _broker
+    from .measure import percentile
+    from .procs import REPO
+
+    n, warm = ctx.scale(1000, 200), ctx.scale(50, 10)
+    p = await ctx.pool.start_echo()
+    try:
+        stream = await trio.open_tcp_stream(HOST, p.port)
+        async with stream, trio.open_nursery() as nursery:
+            c = EchoClient(stream)
+            nursery.start_soon(c.reader)
+            path = ["b", "echo", "k1"]
+            rtt = []
+            nxt = time.perf_counter()
+            for i in range(warm + n):
+                nxt += PACE_S
+                await trio.sleep(max(0.0, nxt - time.perf_counter()))
+                t0 = time.perf_counter()
+                await c.request(action="set_value", path=path, value=i)
+                if i >= warm:
+                    rtt.append((time.perf_counter() - t0) * 1000)
+            nursery.cancel_scope.cancel()
+    finally:
+        await ctx.stop(p)
+    rtt.sort()
+
+    async with _broker() as broker:
+        topic = "hop/x"
+        argv = [sys.executable, "-m", "bench.mqtt_hop"]
+        args = [broker.host, str(broker.port), topic]
+        sub = await trio.lowlevel.open_process(
+            [*argv, "sub", *args, str(warm + n)],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            cwd=str(REPO),
+        )
+        try:
+            buf = b""
+            with trio.fail_after(10):
+                while b"ready" not in buf:
+                    data = await sub.stdout.receive_some(65536)
+                    if not data:
+                        raise RuntimeError("mqtt_hop subscriber exited early")
+                    buf += data
+            pub = await trio.run_process(
+                [*argv, "pub", *args, str(warm + n), str(PACE_S)],
+                cwd=str(REPO),
+                stdin=subprocess.DEVNULL,
+            )
+            assert pub.returncode == 0
+            with trio.fail_after(10):
+                while not buf.rstrip().endswith(b"]"):
+                    data = await sub.stdout.receive_some(65536)
+                    if not data:
+                        break
+                    buf += data
+            hop = sorted(json.loads(buf.split(b"ready", 1)[1])[warm:])
+        finally:
+            if sub.poll() is None:
+                sub.kill()
+            await sub.wait()
+    note = f"{len(rtt)} requests, min {rtt[0]:.3f} ms, max {rtt[-1]:.3f} ms"
+    hnote = f"{len(hop)} messages (QoS 1 published, QoS 0 subscribed), min {hop[0]:.3f} ms, max {hop[-1]:.3f} ms"
+    return [
+        Result("baseline trio+msgpack round-trip p50, one every 10 ms", percentile(rtt, 50), "ms", note=note),
+        Result("baseline trio+msgpack round-trip p99, one every 10 ms", percentile(rtt, 99), "ms"),
+        Result("baseline paho->mosquitto->paho hop p50, one every 10 ms", percentile(hop, 50), "ms", note=hnote),
+        Result("baseline paho->mosquitto->paho hop p99, one every 10 ms", percentile(hop, 99), "ms"),
+    ]  # fmt: skip

@@ -29,13 +29,12 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from distkv.bus.base import (
-    DEFAULT_MAX_PENDING,
-    Bus,
-    _Group,
-    _Out,
-    topic_matches,
-)
+from distkv.testing.busfaults import FaultInjection
+
+from .bus import Bus
+from .subscription import SubscriptionGroup
+from .topics import topic_matches
+from .types import DEFAULT_MAX_PENDING, Outgoing
 
 logger = logging.getLogger(__name__)
 
@@ -146,22 +145,24 @@ class MemoryNetwork:
         if will and bus.will is not None:
             self._route(bus.full_topic(bus.presence_topic), bus.will, True)
 
-    def _subscribe(self, bus: MemoryBus, group: _Group) -> None:
+    def _subscribe(self, bus: MemoryBus, group: SubscriptionGroup) -> None:
         full = bus.full_topic(group.pattern)
-        bus._broker_subs[full] = group.sid
+        bus._broker_subs[full] = (group.sid, group.no_local)
         for topic, payload in list(self._retained.items()):
             if topic_matches(full, topic):
                 bus._dispatch(topic, payload, True, [group.sid])
 
-    def _route(self, topic: str, payload: bytes, retain: bool) -> None:
+    def _route(
+        self, topic: str, payload: bytes, retain: bool, sender: MemoryBus | None = None
+    ) -> None:
         if retain:
             if payload:
                 self._retained[topic] = payload
             else:
                 self._retained.pop(topic, None)
         for bus in list(self._linked.values()):
-            for pattern, sid in list(bus._broker_subs.items()):
-                if not topic_matches(pattern, topic):
+            for pattern, (sid, no_local) in list(bus._broker_subs.items()):
+                if not topic_matches(pattern, topic) or (no_local and bus is sender):
                     continue
                 if self.drop and self._rng.random() < self.drop:
                     self.dropped += 1
@@ -169,7 +170,7 @@ class MemoryNetwork:
                 bus._dispatch(topic, payload, False, [sid])
 
 
-class MemoryBus(Bus):
+class MemoryBus(FaultInjection, Bus):
     """A bus on a :class:`MemoryNetwork`; open it with :meth:`MemoryNetwork.open_bus`."""
 
     def __init__(
@@ -183,7 +184,8 @@ class MemoryBus(Bus):
     ) -> None:
         super().__init__(root, node, will=will, max_pending=max_pending)
         self.net = net
-        self._broker_subs: dict[str, int] = {}  # full pattern -> subscription id
+        # full pattern -> (subscription id, no local)
+        self._broker_subs: dict[str, tuple[int, bool]] = {}
 
     def _on_link(self) -> None:
         for group in self._groups.values():
@@ -191,25 +193,24 @@ class MemoryBus(Bus):
             group.epoch = self._epoch
         self._link_restored()
 
-    def _transport_send(self, out: _Out) -> None:
-        self.net._route(out.topic, out.payload, out.retain)
+    def _transport_send(self, out: Outgoing) -> None:
+        self.net._route(out.topic, out.payload, out.retain, self)
 
-    async def _transport_subscribe(self, groups: list[_Group]) -> None:
+    async def _transport_subscribe(self, groups: list[SubscriptionGroup]) -> None:
         for group in groups:
             if self._link_up:
                 self.net._subscribe(self, group)
                 group.epoch = self._epoch
         await trio.lowlevel.checkpoint()
 
-    def _transport_unsubscribe(self, group: _Group) -> None:
+    def _transport_unsubscribe(self, group: SubscriptionGroup) -> None:
         self._broker_subs.pop(self.full_topic(group.pattern), None)
 
-    def drop_connection(self) -> None:
-        self._check_open()
+    def _transport_cut(self) -> None:
         self.net._unlink(self, will=True)
         self.net._try_link(self)
 
-    async def crash(self) -> None:
+    async def _transport_crash(self) -> None:
         self._shutdown(clean=False)
         await trio.lowlevel.checkpoint()
 

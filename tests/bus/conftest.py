@@ -2,7 +2,7 @@
 
 ``env`` gives a test one network (a fresh root, so retained messages of other tests on
 the shared broker cannot leak in) with ``open_bus(node, **kw)`` and ``connected(...)``.
-The MQTT variant uses one private mosquitto per session, started on first use.
+The MQTT variants (v5 and v3.1.1) use one private mosquitto per session, started on first use.
 ``outage_env`` additionally can take the broker down and up again: MQTT tests then get a
 private broker of their own so that the shared one is never disturbed.
 """
@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import trio
 
-from distkv.bus.base import Bus
+from distkv.bus import Bus
 from distkv.bus.memory import MemoryNetwork
-from distkv.bus.mqtt import open_mqtt_bus
+from distkv.testing.faultymqtt import open_faulty_mqtt_bus
 from distkv.testing.mosquitto import Mosquitto, find_mosquitto
 
 # Safety net for anything that waits for the network; tests synchronise on events.
@@ -109,9 +109,12 @@ class MemoryEnv(BusEnv):
 class MqttEnv(BusEnv):
     kind = "mqtt"
 
-    def __init__(self, broker: Mosquitto) -> None:
+    def __init__(self, broker: Mosquitto, version: int = 5) -> None:
         super().__init__()
         self.broker = broker
+        self.version = version
+        if version == 4:
+            self.kind = "mqtt4"
 
     def open_bus(
         self, node: str, *, root: str | None = None, **kw: Any
@@ -119,7 +122,8 @@ class MqttEnv(BusEnv):
         # Short backoff: reconnect tests should not wait seconds for the next attempt.
         kw.setdefault("min_backoff", 0.02)
         kw.setdefault("max_backoff", 0.2)
-        return open_mqtt_bus(self.broker.uri, root or self.root, node, **kw)
+        kw.setdefault("mqtt_version", self.version)
+        return open_faulty_mqtt_bus(self.broker.uri, root or self.root, node, **kw)
 
     async def broker_down(self) -> None:
         await self.broker.astop()
@@ -128,13 +132,15 @@ class MqttEnv(BusEnv):
         await self.broker.astart()
 
 
-@pytest.fixture(params=["memory", "mqtt"])
+@pytest.fixture(params=["memory", "mqtt", "mqtt4"])
 async def env(request: pytest.FixtureRequest, session_broker: _LazyBroker) -> AsyncIterator[BusEnv]:
+    """The memory bus, MQTT v5 and MQTT v3.1.1 (the server's default, which paho's
+    packets take a leaner path for: see distkv/bus/mqtt.py)."""
     if request.param == "memory":
         async with MemoryNetwork() as net:
             yield MemoryEnv(net)
     else:
-        yield MqttEnv(session_broker.get())
+        yield MqttEnv(session_broker.get(), 4 if request.param == "mqtt4" else 5)
 
 
 @pytest.fixture(params=["memory", "mqtt"])

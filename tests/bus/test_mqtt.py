@@ -10,10 +10,11 @@ import pytest
 import trio
 import trio.testing
 
-from distkv.bus.base import Message, open_bus
+from distkv.bus import Message, open_bus
 from distkv.bus.memory import MemoryNetwork
-from distkv.bus.mqtt import MqttBus, open_mqtt_bus, parse_mqtt_uri
+from distkv.bus.mqtt import MqttBus, parse_mqtt_uri
 from distkv.exceptions import ConfigError
+from distkv.testing.faultymqtt import open_faulty_mqtt_bus
 from distkv.testing.mosquitto import Mosquitto
 
 # Safety net only; tests synchronise on events and messages.
@@ -23,7 +24,7 @@ TIMEOUT = 10
 def fast(broker: Mosquitto, node: str, **kw):
     kw.setdefault("min_backoff", 0.02)
     kw.setdefault("max_backoff", 0.2)
-    return open_mqtt_bus(broker.uri, "m", node, **kw)
+    return open_faulty_mqtt_bus(broker.uri, "m", node, **kw)
 
 
 async def recv(sub) -> Message:
@@ -225,16 +226,16 @@ async def test_socket_has_tcp_nodelay(private_broker: Mosquitto, version: int) -
     clumps across nodes): every bus socket, also after a reconnect, has TCP_NODELAY."""
 
     def nodelay(bus: MqttBus) -> int:
-        sock = bus._client.socket()
+        sock = bus.connection_socket
         return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
     async with fast(private_broker, "a", mqtt_version=version) as a:
         with trio.fail_after(TIMEOUT):
             await a.wait_connected()
             assert nodelay(a)
-            first = a._client.socket()
+            first = a.connection_socket
             a.drop_connection()
             await a.wait_disconnected()
             await a.wait_connected()
-        assert a._client.socket() is not first
+        assert a.connection_socket is not first
         assert nodelay(a)
