@@ -1,7 +1,7 @@
 """In-process bus: an MQTT broker stand-in for tests and simulated clusters.
 
 :class:`MemoryNetwork` plays the broker. It behaves like mosquitto as far as the bus
-contract goes (see :mod:`distkv.bus.base`): retained messages replayed to new
+contract goes (see :mod:`distkv.bus`): retained messages replayed to new
 subscriptions, one copy per matching subscription, ``+``/``#`` wildcards, the last will
 published when a connection dies abnormally, nothing queued for disconnected nodes
 (clean sessions), and a broker restart that forgets retained messages (``persistence

@@ -1,7 +1,7 @@
 """The MQTT bus: DistKV replication over a real broker (mosquitto), via paho-mqtt.
 
 This is the only module that imports paho. Semantics (topics, QoS, will, back-pressure)
-are described in :mod:`distkv.bus.base`; this module is the mechanics:
+are described in :mod:`distkv.bus`; this module is the mechanics:
 
 * **paho without its thread.** paho 2.x (``CallbackAPIVersion.VERSION2``, MQTT v5) is
   driven from trio: a reader task waits for ``wait_readable(sock)`` and calls

@@ -169,7 +169,7 @@ class BusLink:
             bus.subscribe("presence/+", handler=self.handle),
             # QoS 0 delivery: no PUBACK per message from every receiver (and from
             # this node for its own updates, which the broker echoes); loses
-            # nothing QoS 1 would keep with clean sessions (distkv.bus.base)
+            # nothing QoS 1 would keep with clean sessions (distkv.bus)
             bus.subscribe(f"{UPDATE}/+", handler=self.handle, qos=0),
             bus.subscribe(f"repair/{self.name}", handler=self.handle, qos=0),
         ):

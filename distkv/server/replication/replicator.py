@@ -62,7 +62,7 @@ STAT_KEYS = (
 class Replicator:
     """Drives ``server.replica`` over a bus; see the package docstring.
 
-    ``target`` is what :func:`distkv.bus.base.open_bus` takes (a URI, the
+    ``target`` is what :func:`distkv.bus.open_bus` takes (a URI, the
     ``server.mqtt`` config mapping, a :class:`~distkv.bus.memory.MemoryNetwork`) or
     None for a node without a bus (it still ticks: purges, outbox draining).
 
@@ -234,7 +234,7 @@ class Replicator:
                 nursery.start_soon(self._periodic)
                 task_status.started()
             return
-        from ...bus.base import open_bus
+        from ...bus import open_bus
 
         catch_up = False
         new_network = srv.init is not NotGiven and not has_data(srv)
