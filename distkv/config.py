@@ -408,3 +408,21 @@ def client_ssl_context(c: Mapping):
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def server_ssl_context(cfg: Any, key: str):
+    """The TLS context for a listener (``key``: the config key it came from, e.g.
+    ``server.bind_default.ssl``) given ``{cert: FILE, key: FILE}``, or None for plain TCP.
+    A file that cannot be loaded is a ConfigError naming the key and the file."""
+    if not cfg:
+        return None
+    import ssl  # here: a plain-TCP node must not pay for it
+
+    if not isinstance(cfg, Mapping) or not cfg.get("cert"):
+        raise ConfigError(f"{key} needs cert (and key) file names")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cfg["cert"], cfg.get("key"))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{key}: cannot load {cfg['cert']}: {exc}") from None
+    return ctx

@@ -18,6 +18,7 @@ import trio
 from .. import __version__
 from ..auth import LoginLimiter, get_method, start_login
 from ..busypoll import default_budget_us
+from ..config import server_ssl_context
 from ..core import tree as trees
 from ..core.acl import AclTable, user_path
 from ..core.codecs import CodecRegistry
@@ -27,7 +28,6 @@ from ..core.types import NotGiven
 from ..core.valuetypes import TypeRegistry
 from ..exceptions import (
     AuthFailedError,
-    ConfigError,
     DistKVError,
     PermissionDenied,
     ServerError,
@@ -46,22 +46,6 @@ PROTOCOL_VERSION = 1
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _server_ssl_context(cfg: Any):
-    """TLS for the client port: ``server.bind_default.ssl: {cert: FILE, key: FILE}``."""
-    if not cfg:
-        return None
-    import ssl
-
-    if not isinstance(cfg, dict) or not cfg.get("cert"):
-        raise ConfigError("server.bind_default.ssl needs cert (and key) file names")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        ctx.load_cert_chain(cfg["cert"], cfg.get("key"))
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"cannot load TLS certificate {cfg['cert']}: {exc}") from None
-    return ctx
 
 
 class Server:
@@ -557,7 +541,7 @@ class Server:
                     " (server.bind_default)"
                 ) from None
             self.ports = [lst.socket.getsockname()[:2] for lst in listeners]
-            ctx = _server_ssl_context(bind.get("ssl"))
+            ctx = server_ssl_context(bind.get("ssl"), "server.bind_default.ssl")
             if ctx is not None:
                 listeners = [trio.SSLListener(lst, ctx) for lst in listeners]
             # before serving clients: a joining node must gate requests until it is ready

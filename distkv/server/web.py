@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
+from ..config import server_ssl_context
+
 if TYPE_CHECKING:
     from .server import Server
 
@@ -196,25 +198,6 @@ def basic_credentials(value: str | None) -> tuple[str, str] | None:
     return (name, pw) if sep and name else None
 
 
-def ssl_context(cfg: Any):
-    """TLS for the web service: ``server.web.ssl: {cert: FILE, key: FILE}`` (None: plain
-    HTTP). A file that cannot be loaded is a ConfigError naming it."""
-    if not cfg:
-        return None
-    import ssl
-
-    from ..exceptions import ConfigError
-
-    if not isinstance(cfg, dict) or not cfg.get("cert"):
-        raise ConfigError("server.web.ssl needs cert (and key) file names")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        ctx.load_cert_chain(cfg["cert"], cfg.get("key"))
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"server.web.ssl: cannot load {cfg['cert']}: {exc}") from None
-    return ctx
-
-
 class WebService:
     """One node's web service: the listener's connection handler."""
 
@@ -372,7 +355,7 @@ async def serve_web(server: Server, *, task_status=trio.TASK_STATUS_IGNORED) -> 
     cfg = server.cfg["server"].get("web") or {}
     host = cfg.get("host") or "127.0.0.1"
     port = int(cfg.get("port", 0))
-    ctx = ssl_context(cfg.get("ssl"))  # before listening: a bad file stops the node
+    ctx = server_ssl_context(cfg.get("ssl"), "server.web.ssl")  # before listening: a bad file stops the node
     try:
         listeners = await trio.open_tcp_listeners(port, host=host)
     except OSError as exc:

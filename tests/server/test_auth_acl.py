@@ -150,9 +150,11 @@ async def test_node_status_needs_a_grant(autojump_clock):
     async with open_test_server() as s:
         async with open_memory_client(s) as root:
             await root.set(acl_path("ro", P("pub.#")), "rx")
-            await root.set(acl_path("mon", P(".distkv")), "x")
-            await root.set(acl_path("mon", P(".distkv.metrics")), "r")
-            await setup_password(root, users=("root", "joe", "ann"), joe={"acl": "ro"}, ann={"acl": "mon"})
+            await root.set(acl_path("mon", Path(".distkv")), "x")
+            await root.set(acl_path("mon", Path(".distkv", "metrics")), "r")
+            await setup_password(
+                root, users=("root", "joe", "ann"), joe={"acl": "ro"}, ann={"acl": "mon"}
+            )
         async with (
             open_memory_client(s, **login("root")) as root,
             open_memory_client(s, **login("joe")) as joe,
