@@ -136,7 +136,7 @@ class GatewayModel(RuleBasedStateMachine):
                     and data.draw(st.booleans(), label="events in write")
                 ):
                     self.deliver_all(a.path, data)
-                self.run(self.dev.end_write(a.path, link), data)
+                self.run(self.dev.end_write(a.path, link, command=a.command), data)
             else:
                 assert isinstance(a, Problem)
 
@@ -319,7 +319,7 @@ def test_older_user_change_is_not_sent_after_home_assistant_command():
     (write,) = dev.message(f"{GW_TOPIC}/a/set", b"7", False)
     dev.begin_write(write.path)
     # tocks as the node gives them: the user's 5 was applied before our 7
-    ends = dev.end_write(write.path, ("gw", 2), tock=200)
+    ends = dev.end_write(write.path, ("gw", 2), tock=200, command=write.command)
     sent = [p.payload for p in ends if isinstance(p, Publish)]
     sent += [p.payload for p in dev.desired_event(spec.desired_path, 5, ("n2", 1), tock=100)]
     sent += [p.payload for p in dev.desired_event(spec.desired_path, 7, ("gw", 2), tock=200)]
