@@ -20,9 +20,12 @@ from typing import Any
 
 import trio
 
+from distkv.auth.base import get_method, parse_auth_spec
 from distkv.bus.base import BusOverflowError
 from distkv.bus.mqtt import open_mqtt_bus
-from distkv.exceptions import DistKVError
+from distkv.core.acl import user_path
+from distkv.core.path import Path
+from distkv.exceptions import ConfigError, DistKVError, PermissionDenied
 from distkv.util import NotGiven
 
 from .bridge import Bridge
@@ -44,6 +47,8 @@ async def serve(client, cfg: Mapping | GatewayConfig, *, task_status=trio.TASK_S
     """Run the gateway until cancelled; started once it is subscribed and has read the
     tree's current state."""
     gc = cfg if isinstance(cfg, GatewayConfig) else check_config(cfg)
+    if gc.mirror_topic is not None:
+        await check_mirror_codec(client, gc.name)
     devices = Devices(
         gc.entities,
         gateway_topic=gc.gateway_topic,
@@ -76,6 +81,40 @@ async def serve(client, cfg: Mapping | GatewayConfig, *, task_status=trio.TASK_S
             # counts as connected once every subscription is confirmed)
             await bus.wait_connected()
             task_status.started()
+
+
+async def check_mirror_codec(client, name: str = "mqtt") -> None:
+    """Mirror mode stores what devices send as strings and relies on the login user's
+    codec (``auth user modify --aux codec=CONV``) to make them typed; the server applies
+    a user's codec only with auth on (with auth off every client is ``root``). A user
+    with a codec on a network with auth off would silently store ``"ON"``: refuse, in
+    one line (:class:`ConfigError`). Entities apply their own ``codec:`` instead."""
+    spec = (client.cfg.get("connect") or {}).get("auth")
+    if not spec:
+        return  # no login user: nobody asked for a codec
+    try:
+        if isinstance(spec, Mapping):
+            method, params = spec.get("method"), spec
+        else:
+            method, params = parse_auth_spec(spec)
+        user = params.get("name")
+        if not isinstance(method, str) or not isinstance(user, str):
+            return
+        current = (await client.get(Path(None, "auth"))).get("value")
+        record = (await client.get(user_path(method, user))).get("value")
+    except PermissionDenied:
+        return  # not allowed to read them: auth is on, the server applies the codec
+    cur = current.get("current") if isinstance(current, dict) else None
+    if cur is not None and get_method(cur).needs_login:
+        return
+    aux = record.get("aux") if isinstance(record, dict) else None
+    codec = aux.get("codec") if isinstance(aux, dict) else None
+    if codec:
+        raise ConfigError(
+            f"gateways.{name}: mirror mode: user {user!r} has codec {codec!r}, but auth is off, "
+            "so the server applies no codec (values would stay strings): switch auth on "
+            "(distkv client auth -m METHOD init), or use entities with a codec: key"
+        )
 
 
 class _Pipeline:
