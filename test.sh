@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole DistKV test suite. Installs what the tests need first:
-#   - Debian packages mosquitto (replication / MQTT tests) and owserver (1-wire tests),
+#   - Debian packages mosquitto and mosquitto-clients (replication / MQTT tests, the
+#     tutorial's devices) and owserver (1-wire tests),
 #   - Debian's chromium for the web page's browser tests (skipped if it cannot be installed),
 #   - a virtualenv in .venv with DistKV and its test dependencies (PEP 668 safe).
 # Extra arguments go to pytest, e.g. ./test.sh -x tests/core
@@ -9,6 +10,7 @@ cd "$(dirname "$0")"
 
 need=()
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)  # the tutorial's MQTT devices
 command -v owserver >/dev/null 2>&1 || need+=(owserver ow-shell)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then

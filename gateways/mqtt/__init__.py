@@ -15,19 +15,23 @@ reported in one line instead of the two kicking each other out forever.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
 
+from distkv.auth.base import get_method, parse_auth_spec
 from distkv.bus.base import BusOverflowError
 from distkv.bus.mqtt import open_mqtt_bus
-from distkv.exceptions import DistKVError
+from distkv.core.acl import user_path
+from distkv.core.path import Path
+from distkv.exceptions import ConfigError, DistKVError, PermissionDenied
 from distkv.util import NotGiven
 
 from .bridge import Bridge
 from .config import DEFAULTS, GatewayConfig, check_config
 from .entity import Devices, Problem, Publish, Write
+from .writes import WriteQueue
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +39,16 @@ __all__ = ["DEFAULTS", "Bridge", "Devices", "check_config", "serve"]
 
 # "session taken over" this often within a minute: another client has our client id
 MAX_TAKEOVERS = 3
-# device messages waiting for their tree writes
-_QUEUE = 10_000
+# tree writes in flight at once on the gateway's client connection (one per entry)
+WORKERS = 32
 
 
 async def serve(client, cfg: Mapping | GatewayConfig, *, task_status=trio.TASK_STATUS_IGNORED):
     """Run the gateway until cancelled; started once it is subscribed and has read the
     tree's current state."""
     gc = cfg if isinstance(cfg, GatewayConfig) else check_config(cfg)
+    if gc.mirror_topic is not None:
+        await check_mirror_codec(client, gc.name)
     devices = Devices(
         gc.entities,
         gateway_topic=gc.gateway_topic,
@@ -62,6 +68,7 @@ async def serve(client, cfg: Mapping | GatewayConfig, *, task_status=trio.TASK_S
         await bus.set_presence(b"online")
         shell = _Shell(client, bus, gc, devices)
         async with trio.open_nursery() as nursery:
+            shell.writes.start(nursery)
             nursery.start_soon(shell.announce_on_connect)
             if gc.mirror_topic is not None:
                 await nursery.start(shell.mirror)
@@ -76,6 +83,71 @@ async def serve(client, cfg: Mapping | GatewayConfig, *, task_status=trio.TASK_S
             task_status.started()
 
 
+async def check_mirror_codec(client, name: str = "mqtt") -> None:
+    """Mirror mode stores what devices send as strings and relies on the login user's
+    codec (``auth user modify --aux codec=CONV``) to make them typed; the server applies
+    a user's codec only with auth on (with auth off every client is ``root``). A user
+    with a codec on a network with auth off would silently store ``"ON"``: refuse, in
+    one line (:class:`ConfigError`). Entities apply their own ``codec:`` instead."""
+    spec = (client.cfg.get("connect") or {}).get("auth")
+    if not spec:
+        return  # no login user: nobody asked for a codec
+    try:
+        if isinstance(spec, Mapping):
+            method, params = spec.get("method"), spec
+        else:
+            method, params = parse_auth_spec(spec)
+        user = params.get("name")
+        if not isinstance(method, str) or not isinstance(user, str):
+            return
+        current = (await client.get(Path(None, "auth"))).get("value")
+        record = (await client.get(user_path(method, user))).get("value")
+    except PermissionDenied:
+        return  # not allowed to read them: auth is on, the server applies the codec
+    cur = current.get("current") if isinstance(current, dict) else None
+    if cur is not None and get_method(cur).needs_login:
+        return
+    aux = record.get("aux") if isinstance(record, dict) else None
+    codec = aux.get("codec") if isinstance(aux, dict) else None
+    if codec:
+        raise ConfigError(
+            f"gateways.{name}: mirror mode: user {user!r} has codec {codec!r}, but auth is off, "
+            "so the server applies no codec (values would stay strings): switch auth on "
+            "(distkv client auth -m METHOD init), or use entities with a codec: key"
+        )
+
+
+class _Pipeline:
+    """Tree writes, several in flight on the one client connection (see
+    :mod:`.writes`: one per entry, the newest value of an entry wins): ``add`` never
+    waits, ``WORKERS`` tasks do the writes."""
+
+    def __init__(self, write_one: Callable[[Any, Any], Awaitable[None]]) -> None:
+        self.queue: WriteQueue[Any] = WriteQueue()
+        self._write_one = write_one
+        self._idle = trio.lowlevel.ParkingLot()
+
+    def add(self, key: Any, item: Any) -> None:
+        if self.queue.add(key, item):
+            self._idle.unpark()
+
+    def start(self, nursery: trio.Nursery) -> None:
+        for _ in range(WORKERS):
+            nursery.start_soon(self._worker)
+
+    async def _worker(self) -> None:
+        queue = self.queue
+        while True:
+            job = queue.take()
+            if job is None:
+                await self._idle.park()
+                continue
+            key, item = job
+            while item is not None:
+                await self._write_one(key, item)
+                item = queue.done(key)
+
+
 class _Shell:
     """The I/O around :class:`Devices` and :class:`Bridge`."""
 
@@ -85,6 +157,7 @@ class _Shell:
         self.gc = gc
         self.devices = devices
         self.dropped = 0
+        self.writes = _Pipeline(self._write)
 
     def publish(self, topic: str, payload: bytes, retain: bool) -> None:
         try:
@@ -93,51 +166,47 @@ class _Shell:
             self.dropped += 1
             logger.warning("MQTT queue full: %s not sent", topic)
 
-    async def run(self, actions: list) -> None:
-        """Carry out the decisions' actions, in order."""
+    def run(self, actions: list) -> None:
+        """Carry out the decisions' actions, in order; writes are queued (never waits)."""
         for a in actions:
             if isinstance(a, Publish):
                 self.publish(a.topic, a.payload, a.retain)
             elif isinstance(a, Write):
-                self.devices.begin_write(a.path)
-                link = tock = None
-                try:
-                    res = await self.client.set(a.path, a.value)
-                    link, tock = res.chain[0], res.get("tock")
-                except DistKVError as exc:
-                    logger.warning("%s: not stored: %s", ".".join(map(str, a.path)), exc)
-                await self.run(self.devices.end_write(a.path, link, tock=tock))
+                self.writes.add(a.path, a)
             elif isinstance(a, Problem):
                 logger.warning("%s", a.text)
+
+    async def _write(self, path: tuple, w: Write) -> None:
+        self.devices.begin_write(path)
+        link = tock = None
+        try:
+            res = await self.client.set(path, w.value)
+            link, tock = res.chain[0], res.get("tock")
+        except DistKVError as exc:
+            logger.warning("%s: not stored: %s", ".".join(map(str, path)), exc)
+        self.run(self.devices.end_write(path, link, tock=tock, command=w.command))
 
     async def announce_on_connect(self) -> None:
         """Home Assistant discovery after every (re)connect."""
         while True:
             await self.bus.wait_connected()
-            await self.run(self.devices.announce())
+            self.run(self.devices.announce())
             await self.bus.wait_disconnected()
 
     async def devices_in(self, topics: list[str], *, task_status=trio.TASK_STATUS_IGNORED):
-        """Device messages -> decisions -> tree writes, in arrival order. Exact topics,
-        one subscription each (MQTT v5 subscription ids: one copy per message); their
-        handlers feed one bounded queue, so many entities cost no task each."""
-        send, recv = trio.open_memory_channel(_QUEUE)
-        lost = 0
+        """Device messages -> decisions -> tree writes. Exact topics, one subscription
+        each (MQTT v5 subscription ids: one copy per message); the decisions are made
+        in the bus reader's handler as the messages arrive (no queue, no task of
+        their own), their writes go to the pipeline."""
+        devices, run = self.devices, self.run
 
         def handler(msgs) -> None:
-            nonlocal lost
             for m in msgs:
-                try:
-                    send.send_nowait(m)
-                except trio.WouldBlock:
-                    if not lost:
-                        logger.warning("MQTT gateway fell behind: dropping device messages")
-                    lost += 1
+                run(devices.message(m.topic, m.payload, m.retained))
 
         async with _subscribe_all(self.bus, topics, self.gc.qos, handler):
             task_status.started()
-            async for msg in recv:
-                await self.run(self.devices.message(msg.topic, msg.payload, msg.retained))
+            await trio.sleep_forever()
 
     async def watch_desired(self, path: tuple, *, task_status=trio.TASK_STATUS_IGNORED):
         initial = True
@@ -151,7 +220,7 @@ class _Shell:
                 if "path" not in ev:
                     continue
                 chain = ev.get("chain") or [None]
-                await self.run(
+                self.run(
                     self.devices.desired_event(
                         path, ev.get("value", NotGiven), chain[0], initial=initial,
                         tock=ev.get("tock"),
@@ -195,7 +264,22 @@ class _Shell:
                     chain = ev.get("chain") or [None]
                     publish(bridge.tree_event(tuple(ev.path), ev.get("value", NotGiven), chain[0]))
 
+        async def write_one(rel: tuple, value: Any) -> None:
+            bridge.begin_write(rel)
+            link = None
+            try:
+                if value is NotGiven:
+                    res = await self.client.delete(base + rel)
+                else:
+                    res = await self.client.set(base + rel, value)
+                link = (res.get("chain") or [None])[0]
+            except DistKVError as exc:
+                logger.warning("MQTT %s: not stored: %s", "/".join(rel), exc)
+            publish(bridge.end_write(rel, link))
+
+        writes = _Pipeline(write_one)
         async with trio.open_nursery() as nursery:
+            writes.start(nursery)
             nursery.start_soon(resync)
             ready = trio.Event()
             nursery.start_soon(tree_to_mqtt, ready)
@@ -210,18 +294,7 @@ class _Shell:
                         msg.topic[len(prefix) :], msg.payload, msg.retained
                     )
                     if action is not None:
-                        rel, value = action
-                        bridge.begin_write(rel)
-                        link = None
-                        try:
-                            if value is NotGiven:
-                                res = await self.client.delete(base + rel)
-                            else:
-                                res = await self.client.set(base + rel, value)
-                            link = (res.get("chain") or [None])[0]
-                        except DistKVError as exc:
-                            logger.warning("MQTT %s: not stored: %s", "/".join(rel), exc)
-                        publish(bridge.end_write(rel, link))
+                        writes.add(*action)
 
 
 class _subscribe_all:

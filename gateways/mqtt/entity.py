@@ -74,17 +74,22 @@ class EntitySpec:
         return (*self.path, ONLINE)
 
 
-class Write(NamedTuple):
-    """Write ``value`` at ``path`` as the gateway (``begin_write``/``end_write`` around it)."""
-
-    path: tuple
-    value: Any
-
-
 class Publish(NamedTuple):
     topic: str
     payload: bytes
     retain: bool = False
+
+
+class Write(NamedTuple):
+    """Write ``value`` at ``path`` as the gateway (``begin_write``/``end_write`` around it).
+
+    ``command``: the Home Assistant command that asked for it, sent once the tree accepted
+    the write (``end_write``). It travels with the write, so a write the shell replaces
+    by a newer one of the same entry (coalescing) takes its command along."""
+
+    path: tuple
+    value: Any
+    command: Publish | None = None
 
 
 class Problem(NamedTuple):
@@ -163,7 +168,6 @@ class Devices:
         self._ours_set: set[Link] = set()
         self._writing: dict[tuple, list[tuple[Any, Link | None, bool, int | None]]] = {}
         self._written_tock: dict[tuple, int] = {}  # desired path -> tock of our last write
-        self._pending_cmd: dict[tuple, Publish] = {}  # desired path -> command to send
         self.commands_sent = 0
 
     # ------------------------------------------------------------- topics
@@ -214,8 +218,7 @@ class Devices:
             except CodecError as exc:
                 out.append(Problem(f"{topic}: {exc}"))
             else:
-                self._pending_cmd[spec.desired_path] = cmd
-                out.append(Write(spec.desired_path, value))
+                out.append(Write(spec.desired_path, value, cmd))
         if self.discovery and topic == f"{self.discovery}/status" and payload == b"online":
             out.extend(self.announce())
         return out
@@ -253,16 +256,24 @@ class Devices:
         """The shell is about to write ``path``: hold its watch events until done."""
         self._writing.setdefault(path, [])
 
-    def end_write(self, path: tuple, link: Link | None, *, tock: int | None = None) -> list:
+    def end_write(
+        self,
+        path: tuple,
+        link: Link | None,
+        *,
+        tock: int | None = None,
+        command: Publish | None = None,
+    ) -> list:
         """The write returned ``link`` and ``tock`` (None: refused); returns the actions
-        still due: the HA command that asked for it, and any watch events held meanwhile.
+        still due: ``command`` (the write's HA command) if the tree accepted it, and any
+        watch events held meanwhile.
 
         ``tock`` orders what the watch delivers later: a change that reaches the tree
         after our write and replaces it has a larger tock (a merge keeps the later
         tock), so an event with a smaller one was applied before our write and is
         superseded by it, however late the watch hands it over."""
         out: list = []
-        cmd = self._pending_cmd.pop(path, None)
+        cmd = command
         if link is not None:
             link = (link[0], link[1])
             self._remember(link)

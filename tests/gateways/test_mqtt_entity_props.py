@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 import json
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -107,17 +106,22 @@ class GatewayModel(RuleBasedStateMachine):
         # bookkeeping of requests: value -> who asked; which values were sent
         self.requested: dict[int, str] = {}
         self.due: set[int] = set()  # delivered to the running gateway: must be sent
+        self.gw_tock: dict[tuple, int] = {}  # path -> tock of this run's own last write
         self.sent: dict[int, int] = {}  # value -> how often commanded
         self.last_sent: dict[str, int] = {}  # command topic -> last value sent
 
     # ------------------------------------------------------------ the shell, modelled
 
     def tree_set(self, path: tuple, value, node: str) -> tuple:
-        link = (node, next(self.ticks))
-        self.tree[path] = (value, link)
+        """Apply a write; its link and tock. Tocks grow in the order writes reach the
+        tree (a write that replaces another has the later tock), as the node's clock
+        gives them; the shell hands them to ``end_write`` and ``desired_event``."""
+        tick = next(self.ticks)
+        link, tock = (node, tick), 1000 * tick
+        self.tree[path] = (value, link, tock)
         if path in self.pending:
-            self.pending[path].append((value, link))
-        return link
+            self.pending[path].append((value, link, tock))
+        return link, tock
 
     def run(self, actions: list, data, *, restart: bool = False) -> None:
         for a in actions:
@@ -128,7 +132,8 @@ class GatewayModel(RuleBasedStateMachine):
                     f"state {a.path} written with {a.value!r}, not from the device"
                 )
                 self.dev.begin_write(a.path)
-                link = self.tree_set(a.path, a.value, "gw")
+                link, tock = self.tree_set(a.path, a.value, "gw")
+                self.gw_tock[a.path] = tock
                 # the watch may deliver events (ours included) before set returns
                 if (
                     self.races
@@ -136,7 +141,7 @@ class GatewayModel(RuleBasedStateMachine):
                     and data.draw(st.booleans(), label="events in write")
                 ):
                     self.deliver_all(a.path, data)
-                self.run(self.dev.end_write(a.path, link), data)
+                self.run(self.dev.end_write(a.path, link, tock=tock, command=a.command), data)
             else:
                 assert isinstance(a, Problem)
 
@@ -153,12 +158,17 @@ class GatewayModel(RuleBasedStateMachine):
         self.due.discard(value)
         self.last_sent[p.topic] = value
 
+    def is_current(self, path: tuple, tock: int) -> bool:
+        """A change not replaced by a later write of the running gateway itself (a
+        Home Assistant command): such a change is superseded, not due."""
+        return tock > self.gw_tock.get(path, -1)
+
     def deliver(self, path: tuple, data) -> None:
-        value, link = self.pending[path].pop(0)
-        self.delivered[path] = (value, link)
-        if link[0] != "gw" and value is not NotGiven:
+        value, link, tock = self.pending[path].pop(0)
+        self.delivered[path] = (value, link, tock)
+        if link[0] != "gw" and value is not NotGiven and self.is_current(path, tock):
             self.due.add(value)
-        self.run(self.dev.desired_event(path, value, link), data)
+        self.run(self.dev.desired_event(path, value, link, tock=tock), data)
 
     def deliver_all(self, path: tuple, data) -> None:
         while self.pending[path]:
@@ -215,7 +225,8 @@ class GatewayModel(RuleBasedStateMachine):
         """The last event again (a watch restarted after a reconnect): not a new change."""
         last = self.delivered[spec.desired_path]
         if last is not None and not self.pending[spec.desired_path]:
-            self.run(self.dev.desired_event(spec.desired_path, *last), data)
+            value, link, tock = last
+            self.run(self.dev.desired_event(spec.desired_path, value, link, tock=tock), data)
 
     @precondition(lambda self: self.races or not self.pending[BY_NAME["a"].desired_path])
     @rule(retained=st.booleans(), data=st.data())
@@ -242,14 +253,17 @@ class GatewayModel(RuleBasedStateMachine):
         """(d) A restart or a config reload: a new instance, fed the current tree as the
         watch's initial values. Events the old watch had not delivered are gone."""
         self.dev = new_devices()
+        self.gw_tock.clear()
         for path in DESIRED:
             self.pending[path] = []
             self.delivered[path] = None
             if path in self.tree:
-                value, link = self.tree[path]
-                self.delivered[path] = (value, link)
+                value, link, tock = self.tree[path]
+                self.delivered[path] = (value, link, tock)
                 self.run(
-                    self.dev.desired_event(path, value, link, initial=True), data, restart=True
+                    self.dev.desired_event(path, value, link, initial=True, tock=tock),
+                    data,
+                    restart=True,
                 )
         # changes the old gateway never saw are not sent later (desired != state shows it)
         self.due.clear()
@@ -288,26 +302,29 @@ class RacingModel(GatewayModel):
     """Home Assistant asks while a user's change of the same entry is still on its way
     to the gateway (both are real: HA and a runner on another node).
 
-    Known bug (reported, not fixed here): the user's older change arrives after the
-    gateway's own write and is sent after the HA command, so the device ends up with the
-    older value while ``desired`` holds the newer one; and ``Devices`` then takes that
-    older change as the head, so a repeated watch event of the gateway's own write sends
-    the HA command a second time. Same when the events are held during the write
-    (``begin_write``/``end_write`` replays them after the gateway's own link).
+    The race this found (fixed, by tock): the user's older change arrives after the
+    gateway's own write and was sent after the HA command, so the device ended up with
+    the older value while ``desired`` held the newer one. Same when the events are held
+    during the write (``begin_write``/``end_write`` replays them after the gateway's own
+    link).
     """
 
     races = True
 
+    @rule(node=st.sampled_from(["n1", "n2"]), data=st.data())
+    def user_and_home_assistant_at_once(self, node, data):
+        """A user's change is still on its way when Home Assistant asks: the race, made
+        frequent enough for a short run to find it."""
+        self.user_changes_desired(BY_NAME["a"], node)
+        self.home_assistant_commands(False, data)
+
 
 RacingModel.TestCase.settings = settings(
-    GatewayModel.TestCase.settings, max_examples=100, stateful_step_count=20
+    GatewayModel.TestCase.settings, max_examples=150, stateful_step_count=20
 )
-# This model feeds no tocks, and without them the gateway cannot tell a late event
-# from a new one; the shell passes them (see end_write), and the example test below
-# checks the fix with them. Not strict: a random search may miss the race in a run.
-test_entity_decisions_racing = pytest.mark.xfail(
-    strict=False, reason="the model feeds no tocks; the shell does (see the example test)"
-)(RacingModel.TestCase)
+# The model feeds tocks as the shell does (end_write, desired_event): a user's change
+# that the gateway's own later write replaced is superseded, not sent after it.
+test_entity_decisions_racing = RacingModel.TestCase
 
 
 def test_older_user_change_is_not_sent_after_home_assistant_command():
@@ -319,7 +336,7 @@ def test_older_user_change_is_not_sent_after_home_assistant_command():
     (write,) = dev.message(f"{GW_TOPIC}/a/set", b"7", False)
     dev.begin_write(write.path)
     # tocks as the node gives them: the user's 5 was applied before our 7
-    ends = dev.end_write(write.path, ("gw", 2), tock=200)
+    ends = dev.end_write(write.path, ("gw", 2), tock=200, command=write.command)
     sent = [p.payload for p in ends if isinstance(p, Publish)]
     sent += [p.payload for p in dev.desired_event(spec.desired_path, 5, ("n2", 1), tock=100)]
     sent += [p.payload for p in dev.desired_event(spec.desired_path, 7, ("gw", 2), tock=200)]

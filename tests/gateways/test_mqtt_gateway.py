@@ -45,6 +45,40 @@ async def wait_value(c, path, want, timeout=10):
             await trio.sleep(0.01)
 
 
+async def test_mirror_refuses_a_codec_the_server_would_not_apply(broker):
+    """Auth off: the server applies no user's codec (everybody is root), so the gateway
+    user's ``onoff`` would be ignored and "ON" stored as a string. The gateway refuses
+    to start, in one line naming the user and the way out; with auth on it runs."""
+    from distkv.cli.main import error_line
+
+    async with open_test_server(init="Testing") as s:
+        async with open_memory_client(s) as c:
+            await c.set(Path(None, "codec", "onoff"), ONOFF)
+            await c.set(Path(None, "conv", "gw", "home", "+", "lamp"), {"codec": ["onoff"]})
+            await c.set(user_path("_test", "gw"), {"aux": {"codec": "gw"}})
+        cfg = {**gw.DEFAULTS, "uri": broker.uri, "client_id": "gw-test-codec", "topic": "home"}
+        async with open_memory_client(s, connect={"auth": "_test name=gw"}) as gwc:
+            with pytest.raises(BaseException) as info:
+                async with trio.open_nursery() as n:
+                    await n.start(gw.serve, gwc, cfg)
+            line = error_line(info.value)
+            assert line is not None and "\n" not in line, info.value
+            assert "user 'gw' has codec 'gw', but auth is off" in line
+            assert "gateways.mqtt" in line
+        # a user without a codec, or no login at all: nothing to lose, it runs
+        async with open_memory_client(s) as plain, trio.open_nursery() as n:
+            await n.start(gw.serve, plain, cfg)
+            n.cancel_scope.cancel()
+        async with open_memory_client(s) as c:
+            await c.set(Path(None, "auth"), {"current": "_test"})
+        async with (
+            open_memory_client(s, connect={"auth": "_test name=gw"}) as gwc,
+            trio.open_nursery() as n,
+        ):
+            await n.start(gw.serve, gwc, cfg)  # auth on: the server applies the codec
+            n.cancel_scope.cancel()
+
+
 async def test_gateway_both_ways_with_a_codec_and_no_loops(broker):
     async with open_test_server(init="Testing") as s:
         async with open_memory_client(s) as c:

@@ -4,7 +4,8 @@ Every ``sh`` and ``python`` block runs as printed (see :mod:`distkv.testing.mdru
 the convention) and its output is compared with what the document shows, so the
 documents cannot drift from the code. The commands reach a private server through
 ``DISTKV_CONFIG`` (loopback, a free port, no MQTT); ``/var/lib/distkv`` is a temp dir,
-the owserver of the hardware section gets a free port.
+the owserver of the hardware section and the gateways section's mosquitto get free
+ports.
 """
 
 from pathlib import Path
@@ -28,6 +29,12 @@ def _runner(tmp_path: Path) -> Runner:
     # the document's owserver port 4305 -> a free one (a system owserver may have 4304)
     subst = {"/var/lib/distkv": str(state), "127.0.0.1:4305": f"127.0.0.1:{free_port()}"}
     subst["owfs.port=4305"] = "owfs.port=" + subst["127.0.0.1:4305"].split(":")[1]
+    # the document's private mosquitto on 1884 -> a free port
+    mq = free_port()
+    subst.update({"listener 1884": f"listener {mq}", "127.0.0.1:1884": f"127.0.0.1:{mq}",
+                  "-p 1884": f"-p {mq}"})  # fmt: skip
+    # the reader's server is on the default port; ours is in DISTKV_CONFIG
+    subst["distkv-gateway -c plug.yaml"] = "distkv-gateway -c $DISTKV_CONFIG -c plug.yaml"
     return Runner(srv.env, tmp_path, subst=subst)
 
 
