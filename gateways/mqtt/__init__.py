@@ -21,7 +21,7 @@ from typing import Any
 import trio
 
 from distkv.auth.base import get_method, parse_auth_spec
-from distkv.bus.base import BusOverflowError
+from distkv.bus import BusOverflowError
 from distkv.bus.mqtt import open_mqtt_bus
 from distkv.core.acl import user_path
 from distkv.core.path import Path
