@@ -75,6 +75,9 @@ class Bus(abc.ABC):
         # True while the transport's reader is inside a burst: handler subscriptions
         # collect messages and get them at :meth:`_end_burst`.
         self._bursting = False
+        # handler subscriptions that got messages in this burst, in order of arrival:
+        # the burst's end runs just these (a gateway has hundreds of subscriptions)
+        self._handlers_due: list[Subscription] = []
         self._by_sid: dict[int, SubscriptionGroup] = {}
         # topic -> groups whose pattern matches it (transports without subscription ids)
         self._matches: dict[str, list[SubscriptionGroup]] = {}
@@ -235,10 +238,9 @@ class Bus(abc.ABC):
     def _end_burst(self) -> None:
         """The transport's reader finished a burst: run the handlers of subscriptions."""
         self._bursting = False
-        for group in list(self._groups.values()):
-            for sub in list(group.subs):
-                if sub._pending:
-                    sub._run_handler()
+        due, self._handlers_due = self._handlers_due, []
+        for sub in due:
+            sub._run_handler()
 
     def write_now(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Push out what :meth:`publish_nowait` queued from the calling task, if the

@@ -123,6 +123,8 @@ class Subscription:
 
     def _offer(self, msg: Message) -> None:
         if self._handler is not None:
+            if not self._pending:
+                self.bus._handlers_due.append(self)
             self._pending.append(msg)
             if not self.bus._bursting:
                 self.bus._defer_burst_end()
