@@ -149,8 +149,8 @@ async def test_acl_restricted_user_sees_only_what_the_acl_allows(chromium):
             # the subtree the ACL grants: pub.a, but not pub.b
             await page.js("location.hash = 'pub'")
             await page.wait_for(f"{value_of('pub', 'a')} === '1'")
-            # pub.b's value is not joe's to read (`list` still names it: see docs/web.md)
-            assert await page.js(f"{value_of('pub', 'b')}") == ""
+            # pub.b is not joe's to read: not even its name is listed
+            assert await page.js(f"{li('pub', 'b')} === null")
             assert await page.js("document.getElementById('status').textContent") == "node test"
             await page.screenshot("7-acl-subtree")
             # the server refuses the write, the page says so
