@@ -204,6 +204,12 @@ class ClientProtocol:
     def is_stream(self, seq: int) -> bool:
         return seq in self._streams
 
+    def buffered(self, seq: int) -> int:
+        """Items of stream ``seq`` received but not taken yet (0 for no such stream).
+        Flow control keeps this at most the credit the stream was started with."""
+        st = self._streams.get(seq)
+        return 0 if st is None else len(st.items)
+
     def next_item(self, seq: int) -> dict | None:
         """The next item of stream ``seq``, None if none has arrived yet; raises
         :class:`StreamEnded` at the end or the stream's error. Taking items grants
@@ -411,6 +417,15 @@ class ServerProtocol:
         """Forget stream ``seq`` without a message (the client stopped it)."""
         return self._streams.pop(seq, None) is not None
 
+    def pending_bytes(self, seq: int | None = None) -> int:
+        """Bytes of stream ``seq`` (None: of all streams) held here until the client
+        grants credit: memory a slow client costs besides ``out_bytes``, bounded by
+        ``event_limit`` per stream."""
+        if seq is None:
+            return sum(st.pending_bytes for st in self._streams.values())
+        st = self._streams.get(seq)
+        return 0 if st is None else st.pending_bytes
+
     def can_send(self, seq: int) -> bool:
         """Whether a bulk stream may send its next item now (else wait for credit)."""
         st = self._streams.get(seq)
@@ -491,6 +506,13 @@ class ServerProtocol:
     def locked(self) -> bool:
         """Whether the login limits still apply."""
         return self._locked is not None
+
+    @property
+    def unfinished_bytes(self) -> int:
+        """Bytes of a message the client has only partly sent that are being watched
+        (see :class:`codec.PartialScan`); 0 between messages: nothing is kept of a
+        complete one."""
+        return 0 if self._partial is None else self._partial.size
 
     def _check_partial(self, fed: int, data: bytes) -> None:
         """The decoder holds an unfinished message: refuse it (ProtocolError) once its

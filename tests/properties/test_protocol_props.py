@@ -118,7 +118,7 @@ def test_bulk_stream_is_paced_by_credit_and_complete(chunks, n_items, credit, ta
             p.server.stream_end(seq)
             produced += 1  # only once
         p.to_client()
-        buffered = len(p.client._streams[seq].items) if seq in p.client._streams else 0
+        buffered = p.client.buffered(seq)
         assert buffered <= credit, "the server sent more than the credit"
         # a request in the middle of the stream is answered, whatever the stream does
         rseq = p.client.send_request("ping", {})
@@ -161,9 +161,7 @@ def test_live_events_pause_then_overflow_only_their_stream(chunks, n_events, cre
             if ev is not None:
                 assert seq == slow
                 overflowed = True
-        st_ = p.server._streams.get(slow)
-        if st_ is not None:
-            assert st_.pending_bytes <= limit
+        assert p.server.pending_bytes(slow) <= limit
         p.to_client()
         while (item := p.client.next_item(fast)) is not None:
             fast_got.append(item["i"])
