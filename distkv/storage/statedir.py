@@ -129,6 +129,18 @@ class StateDir(Appender):
         self.snapshots_written = 0
         self.fsyncs = 0
 
+    @property
+    def log_bytes(self) -> int:
+        """Log bytes written since the newest snapshot: a snapshot is due once this
+        exceeds ``max(min_log_bytes, snapshot_factor * last snapshot size)``."""
+        return self._log_bytes
+
+    @property
+    def unsynced_bytes(self) -> int:
+        """Bytes written to the OS but not fsynced yet: what a power cut could lose
+        (0 after a commit with ``fsync="always"`` and after :meth:`aclose`)."""
+        return self._written - self._synced
+
     # --- names
 
     def _file(self, kind: str, seq: int) -> str:

@@ -117,13 +117,13 @@ async def test_torn_tail_is_truncated_with_warning(tmp_path, caplog):
 
 async def test_zeroed_block_in_log_keeps_later_records(tmp_path, caplog):
     r, sd = reload(tmp_path)
+    log = tmp_path / "log-00000000.dkv"
     ends = []
     for i in range(3):
         write(sd, r, i, i)
         sd.flush()
-        ends.append(sd._written)
+        ends.append(log.stat().st_size)  # flushed: in the file
     await sd.aclose()
-    log = tmp_path / "log-00000000.dkv"
     with open(log, "r+b") as f:
         f.seek(ends[0])
         f.write(b"\0" * (ends[1] - ends[0]))
@@ -206,7 +206,7 @@ async def test_snapshot_is_triggered_by_log_growth(tmp_path, autojump_clock):
             await trio.sleep(0.01)
         await until(lambda: sd.snapshots_written >= 1)
         # the trigger: log > max(min_log_bytes, 2 x snapshot size)
-        assert sd._log_bytes <= 5000 + 200
+        assert sd.log_bytes <= 5000 + 200
         assert len([n for n in dkv_files(tmp_path) if n.startswith("snap")]) >= 1
     r2, _ = reload(tmp_path)
     assert state(r2.tree) == state(r.tree)
@@ -263,7 +263,7 @@ async def test_fsync_always_shares_fsyncs(tmp_path):
         for i in range(20):
             n.start_soon(one, i)
     assert 2 <= sd.fsyncs <= 4
-    assert sd._synced == sd._written
+    assert sd.unsynced_bytes == 0
     await sd.aclose()
 
 
