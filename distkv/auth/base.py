@@ -53,6 +53,7 @@ __all__ = [
     "register_method",
     "resolve_params",
     "start_login",
+    "unregister_method",
 ]
 
 COMMON_PARAMS = frozenset({"acl", "groups"})
@@ -217,6 +218,13 @@ def register_method(method: AuthMethod) -> None:
     _methods[method.name] = method
 
 
+def unregister_method(name: str) -> None:
+    """Forget the method registered as ``name`` (no-op if none). A built-in one is
+    imported afresh on its next use; a plugin's is gone. Lets whoever registered a
+    method (a plugin being unloaded, a test) undo it without touching the registry."""
+    _methods.pop(name, None)
+
+
 def get_method(name: str) -> AuthMethod:
     """The method called ``name``; built-in ones are imported on first use."""
     m = _methods.get(name)
@@ -289,6 +297,17 @@ class LoginLimiter:
         self.max_keys = max_keys
         self._fails: OrderedDict[Any, list[float]] = OrderedDict()
         self._locked: dict[Any, float] = {}
+
+    @property
+    def failing_keys(self) -> int:
+        """How many keys have recent failures remembered (at most ``max_keys``)."""
+        return len(self._fails)
+
+    @property
+    def locked_keys(self) -> int:
+        """How many keys are held as locked (expired locks are dropped lazily: on
+        their next check, or once more than ``max_keys`` are held)."""
+        return len(self._locked)
 
     def locked_for(self, now: float, key: Any) -> float:
         """Seconds until ``key`` may try again (0 if it may now)."""

@@ -18,8 +18,8 @@ from distkv.auth import (
     register_method,
     resolve_params,
     start_login,
+    unregister_method,
 )
-from distkv.auth import base as auth_base
 from distkv.auth.password import DEFAULT_ROUNDS, PasswordMethod
 from distkv.core.acl import AclTable, user_path
 from distkv.exceptions import (
@@ -96,7 +96,7 @@ def test_resolve_params_uses_getpass_on_tty(monkeypatch):
             return True
 
     monkeypatch.setattr("sys.stdin", Tty(""))
-    monkeypatch.setattr(auth_base.getpass, "getpass", lambda p: "hidden" if p == "Code: " else "?")
+    monkeypatch.setattr("getpass.getpass", lambda p: "hidden" if p == "Code: " else "?")
     assert resolve_params(["password?=Code"]) == {"password": "hidden"}
 
 
@@ -116,7 +116,7 @@ def test_register_plugin():
         name = "_always_test_plugin"
 
         def make_user(self, params):
-            return self._check_params(params), {}
+            return params["name"], {}
 
         def login_message(self, params):
             return {"method": self.name, "name": params["name"]}
@@ -129,7 +129,10 @@ def test_register_plugin():
         m, name = start_login("_always_test_plugin", {"method": "_always_test_plugin", "name": "x"})
         assert m.verify({"name": "x"}, None) == "x"
     finally:
-        auth_base._methods.pop("_always_test_plugin")
+        unregister_method("_always_test_plugin")
+    assert "_always_test_plugin" not in method_names()
+    with pytest.raises(AuthError, match="no auth method '_always_test_plugin'"):
+        get_method("_always_test_plugin")
 
 
 # --- password --------------------------------------------------------------------------
@@ -314,10 +317,10 @@ def test_limiter_memory_bounded():
     lim = LoginLimiter(max_failures=2, window=60, lockout=10, max_keys=100)
     for i in range(1000):
         lim.failed(0, i)
-    assert len(lim._fails) <= 100
+    assert lim.failing_keys == 100
     for i in range(1000, 1300):
         lim.failed(0, i)
         lim.failed(0, i)
     lim.failed(20, "x")
     lim.failed(20, "x")
-    assert len(lim._locked) <= 101
+    assert lim.locked_keys <= 101
