@@ -525,10 +525,10 @@ def test_check_is_fast():
     g = Grants("joe", [ACL("big", rules)])
     path = P("home.room7.light.level")
     n = 2000
+    fresh = [path / i for i in range(n)]  # each one a first check: not in the cache
     t0 = time.perf_counter()
-    for _ in range(n):
-        g._cache.clear()
-        g.check(path, "r")
+    for p in fresh:
+        g.check(p, "r")
     uncached = (time.perf_counter() - t0) / n
     t0 = time.perf_counter()
     for _ in range(n):

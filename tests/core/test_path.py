@@ -87,8 +87,9 @@ def test_build_returns_path_unchanged():
     p = P("a.b")
     assert Path.build(p) is p
     assert type(Path.build(("a",))) is Path
-    assert Path._from_tuple(("a", 1)) == ("a", 1)
-    assert type(Path._from_tuple(("a",))) is Path
+    # what the parser builds (without re-checking the elements) is a Path too
+    assert P("a:1") == ("a", 1) and type(P("a:1")) is Path
+    assert type(P(":")) is Path and P(":") == ()
 
 
 def test_P_accepts_path():

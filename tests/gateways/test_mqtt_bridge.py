@@ -103,9 +103,14 @@ def test_failed_write_releases_held_events():
 
 
 def test_echo_memory_is_bounded():
+    """Only the last ``echo_memory`` own writes are remembered: an event carrying an
+    older link is published like anybody else's change (memory stays bounded)."""
     b = Bridge(echo_memory=3)
     b.initial()
     for t in range(10):
         b.begin_write(("x",))
         b.end_write(("x",), ("n1", t))
-    assert len(b._ours_set) == 3 and len(b._ours) == 3
+    for t in (9, 8, 7):
+        assert b.tree_event(("x",), f"v{t}", ("n1", t)) == [], "a remembered write"
+    for t in range(7):
+        assert b.tree_event(("x",), f"v{t}", ("n1", t)) == [("x", f"v{t}".encode())]
