@@ -208,10 +208,10 @@ def test_login_time():
     m = PasswordMethod()
     _, rec = m.make_user({"name": "joe", "password": "test123"})
     msg = m.login_message({"name": "joe", "password": "test123"})
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for _ in range(3):
         assert m.verify(msg, rec) == "joe"
-    assert (time.perf_counter() - t0) / 3 < 0.050
+    assert (time.process_time() - t0) / 3 < 0.050
 
 
 # --- _test and root --------------------------------------------------------------------

@@ -403,8 +403,8 @@ def test_repair_scan_cost_is_small():
     for i in range(20_000):
         a.local_write(Path("k", i // 100, i % 100), i, T0)
     a.drain()
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     a.receive({"type": "repair", "node": "b", "origin": "a", "ranges": [[1, 50]]}, T0)
-    dt = time.perf_counter() - t0
+    dt = time.process_time() - t0
     assert len(a.drain()) == 49
     assert dt < 0.5  # ~4 ms here; generous for slow CI

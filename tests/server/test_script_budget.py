@@ -77,8 +77,8 @@ def test_budget_overhead_is_small():
     """What the budget costs a normal check (measured: ~3 us per call on the dev box)."""
     t = TypeDef(("int",), {"code": "if value < 0: raise ValueError('neg')", "good": [1], "bad": [-1]})
     n = 2000
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for _ in range(n):
         assert t.passes(5) is None
-    per_call = (time.perf_counter() - t0) / n
+    per_call = (time.process_time() - t0) / n
     assert per_call < 100e-6
