@@ -352,7 +352,7 @@ class PendingReply:
     request even leaves. Only the wait for the reply needs a task.
     """
 
-    __slots__ = ("_client", "_conn", "_action", "_params", "_seq", "_w", "_rest")
+    __slots__ = ("_client", "_conn", "_action", "_params", "_seq", "_w", "_rest", "_queued")
 
     def __init__(self, client: Client, action: str, params: dict) -> None:
         self._client = client
@@ -362,6 +362,7 @@ class PendingReply:
         self._seq = 0
         self._w: _Waiter | None = None
         self._rest: bytes | None = None  # what the kernel did not take (we hold `sending`)
+        self._queued = False  # left in the protocol's output for the next flush
 
     def _send(self, conn: _Conn) -> None:
         """Queue the request and offer it to the kernel at once, unless another task is
@@ -371,7 +372,10 @@ class PendingReply:
         w = _Waiter(None)
         conn.waiting[seq] = w
         self._conn, self._seq, self._w = conn, seq, w
-        if conn.sending:
+        if conn.sending or conn.transport.raw is None:
+            # another task is writing (it sends ours next), or no plain socket (TLS,
+            # in-memory streams): the next flush sends it, at the latest result()'s
+            self._queued = True
             return
         buf = conn.proto.data_to_send()
         try:
@@ -422,6 +426,8 @@ class PendingReply:
         try:
             if self._rest is not None:
                 await self._send_rest()
+            elif self._queued:
+                await conn.flush()
             msg = await conn.wait(w, conn.waiting, self._seq)
         except ServerClosedError:
             conn.waiting.pop(self._seq, None)
@@ -653,8 +659,9 @@ class Client:
 
         The request leaves within this call when the connection is up and the kernel
         takes it (the usual case: "kernel-first" send); while another task is writing,
-        it goes out right after that write; with no connection, ``result()`` sends it
-        once there is one. Requests of one connection are handled by the server in the
+        it goes out right after that write; without a plain socket (TLS, in-memory
+        streams) with the next flush of any task, at the latest in ``result()``; with
+        no connection, ``result()`` sends it once there is one. Requests of one connection are handled by the server in the
         order they were sent. Raises only for a request that cannot be encoded."""
         pending = PendingReply(self, action, params)
         conn = self._conn
