@@ -15,6 +15,7 @@ reported in one line instead of the two kicking each other out forever.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -24,7 +25,7 @@ from distkv.auth.base import get_method, parse_auth_spec
 from distkv.bus import BusOverflowError
 from distkv.bus.mqtt import open_mqtt_bus
 from distkv.core.acl import user_path
-from distkv.core.path import Path
+from distkv.core.path import Path, as_path
 from distkv.exceptions import ConfigError, DistKVError, PermissionDenied
 from distkv.util import NotGiven
 
@@ -119,16 +120,38 @@ async def check_mirror_codec(client, name: str = "mqtt") -> None:
 
 class _Pipeline:
     """Tree writes, several in flight on the one client connection (see
-    :mod:`.writes`: one per entry, the newest value of an entry wins): ``add`` never
-    waits, ``WORKERS`` tasks do the writes."""
+    :mod:`.writes`: one per entry, the newest value of an entry wins).
 
-    def __init__(self, write_one: Callable[[Any, Any], Awaitable[None]]) -> None:
+    ``add`` never waits: when the entry is free and fewer than ``WORKERS`` writes are
+    in flight, ``start`` sends the request at once from the caller (a bus handler, in
+    the bus reader's task: :meth:`Client.send_nowait`), so no task switch delays a
+    device's value on its way into the tree. ``WORKERS`` tasks only wait for the
+    replies (``finish``) and send an entry's next value, if one came meanwhile."""
+
+    def __init__(
+        self,
+        start: Callable[[Any, Any], Any],
+        finish: Callable[[Any, Any, Any], Awaitable[None]],
+    ) -> None:
         self.queue: WriteQueue[Any] = WriteQueue()
-        self._write_one = write_one
+        self._start = start
+        self._finish = finish
+        self._sent: deque[tuple[Any, Any, Any]] = deque()  # (key, item, pending reply)
         self._idle = trio.lowlevel.ParkingLot()
 
     def add(self, key: Any, item: Any) -> None:
         if self.queue.add(key, item):
+            self._pump()
+
+    def _pump(self) -> None:
+        """Send waiting writes while fewer than ``WORKERS`` are in flight."""
+        queue = self.queue
+        while queue.in_flight < WORKERS:
+            job = queue.take()
+            if job is None:
+                return
+            key, item = job
+            self._sent.append((key, item, self._start(key, item)))
             self._idle.unpark()
 
     def start(self, nursery: trio.Nursery) -> None:
@@ -136,16 +159,19 @@ class _Pipeline:
             nursery.start_soon(self._worker)
 
     async def _worker(self) -> None:
-        queue = self.queue
+        queue, sent = self.queue, self._sent
         while True:
-            job = queue.take()
-            if job is None:
+            if not sent:
                 await self._idle.park()
                 continue
-            key, item = job
-            while item is not None:
-                await self._write_one(key, item)
+            key, item, pending = sent.popleft()
+            while True:
+                await self._finish(key, item, pending)
                 item = queue.done(key)
+                if item is None:
+                    break
+                pending = self._start(key, item)
+            self._pump()  # a place became free
 
 
 class _Shell:
@@ -157,7 +183,7 @@ class _Shell:
         self.gc = gc
         self.devices = devices
         self.dropped = 0
-        self.writes = _Pipeline(self._write)
+        self.writes = _Pipeline(self._write_start, self._write_end)
 
     def publish(self, topic: str, payload: bytes, retain: bool) -> None:
         try:
@@ -167,23 +193,39 @@ class _Shell:
             logger.warning("MQTT queue full: %s not sent", topic)
 
     def run(self, actions: list) -> None:
-        """Carry out the decisions' actions, in order; writes are queued (never waits)."""
+        """Carry out the decisions' actions, in order; writes are queued (never waits).
+        Publications leave at once (``write_now``) instead of waking the bus's writer
+        task: a command reaches the device without a task switch."""
+        published = False
         for a in actions:
             if isinstance(a, Publish):
                 self.publish(a.topic, a.payload, a.retain)
+                published = True
             elif isinstance(a, Write):
                 self.writes.add(a.path, a)
             elif isinstance(a, Problem):
                 logger.warning("%s", a.text)
+        if published:
+            self.bus.write_now()
 
-    async def _write(self, path: tuple, w: Write) -> None:
+    def _write_start(self, path: tuple, w: Write):
+        """Send the write (synchronously, see :class:`_Pipeline`); None if it cannot be
+        encoded."""
         self.devices.begin_write(path)
-        link = tock = None
         try:
-            res = await self.client.set(path, w.value)
-            link, tock = res.chain[0], res.get("tock")
+            return self.client.set_nowait(path, w.value)
         except DistKVError as exc:
             logger.warning("%s: not stored: %s", ".".join(map(str, path)), exc)
+            return None
+
+    async def _write_end(self, path: tuple, w: Write, pending) -> None:
+        link = tock = None
+        if pending is not None:
+            try:
+                res = await pending.result()
+                link, tock = res.chain[0], res.get("tock")
+            except DistKVError as exc:
+                logger.warning("%s: not stored: %s", ".".join(map(str, path)), exc)
         self.run(self.devices.end_write(path, link, tock=tock, command=w.command))
 
     async def announce_on_connect(self) -> None:
@@ -244,6 +286,7 @@ class _Shell:
                     if not dropped:
                         logger.warning("MQTT queue full: will republish everything later")
                     dropped += 1
+            bus.write_now()  # out now, not when the bus's writer task runs
 
         async def resync() -> None:
             nonlocal dropped
@@ -264,20 +307,27 @@ class _Shell:
                     chain = ev.get("chain") or [None]
                     publish(bridge.tree_event(tuple(ev.path), ev.get("value", NotGiven), chain[0]))
 
-        async def write_one(rel: tuple, value: Any) -> None:
+        def write_start(rel: tuple, value: Any):
             bridge.begin_write(rel)
-            link = None
             try:
                 if value is NotGiven:
-                    res = await self.client.delete(base + rel)
-                else:
-                    res = await self.client.set(base + rel, value)
-                link = (res.get("chain") or [None])[0]
+                    return self.client.send_nowait("delete_value", path=as_path(base + rel))
+                return self.client.set_nowait(base + rel, value)
             except DistKVError as exc:
                 logger.warning("MQTT %s: not stored: %s", "/".join(rel), exc)
+                return None
+
+        async def write_end(rel: tuple, value: Any, pending) -> None:
+            link = None
+            if pending is not None:
+                try:
+                    res = await pending.result()
+                    link = (res.get("chain") or [None])[0]
+                except DistKVError as exc:
+                    logger.warning("MQTT %s: not stored: %s", "/".join(rel), exc)
             publish(bridge.end_write(rel, link))
 
-        writes = _Pipeline(write_one)
+        writes = _Pipeline(write_start, write_end)
         async with trio.open_nursery() as nursery:
             writes.start(nursery)
             nursery.start_soon(resync)
