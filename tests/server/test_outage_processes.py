@@ -43,8 +43,8 @@ def procs():
         p.stop(kill=True)
 
 
-def node(tmp_path, procs, name: str, broker, *, state: bool = False) -> ServerProcess:
-    server = {"mqtt": {"uri": broker.uri, "max_backoff": 0.5}, "ready_timeout": 20}
+def node(tmp_path, procs, name: str, broker, *, state: bool = False, **more) -> ServerProcess:
+    server = {"mqtt": {"uri": broker.uri, "max_backoff": 0.5}, "ready_timeout": 20, **more}
     if state:
         (tmp_path / f"{name}.state").mkdir(exist_ok=True)
         server["state_dir"] = str(tmp_path / f"{name}.state")
@@ -126,9 +126,13 @@ async def test_outage_under_write_load_converges_quickly_and_clients_get_answers
     assert max(worst.values()) < 1.0, (worst, took)
 
 
-async def test_restart_after_kill_9_serves_no_stale_data(tmp_path, broker, procs):
+# catchup_timeout bounds the time without progress: a catch-up that takes longer
+# than it but progresses still ends before the node serves (0.2 s: before, the node
+# served what it had after 0.2 s, with catchup_incomplete, and "marker" was "old")
+@pytest.mark.parametrize("catchup", [3, 0.2])
+async def test_restart_after_kill_9_serves_no_stale_data(tmp_path, broker, procs, catchup):
     one = node(tmp_path, procs, "one", broker, state=True)
-    two = node(tmp_path, procs, "two", broker, state=True)
+    two = node(tmp_path, procs, "two", broker, state=True, catchup_timeout=catchup)
     await start(one, "-i", "Testing")
     await start(two)
     async with client_of(one) as c:
@@ -158,3 +162,27 @@ async def test_restart_after_kill_9_serves_no_stale_data(tmp_path, broker, procs
         assert st["catchup_incomplete"] is False
         assert len([x async for x in c.get_tree(P("while"))]) == 5000
     assert await missing_on(two, "one") == (0, tick)
+
+
+async def test_restart_without_broker_serves_what_it_has_after_catchup_timeout(
+    tmp_path, broker, procs
+):
+    # no progress possible (no broker): a lone home-automation node must come up
+    one = node(tmp_path, procs, "one", broker, state=True)
+    two = node(tmp_path, procs, "two", broker, state=True, catchup_timeout=0.5)
+    await start(one, "-i", "Testing")
+    await start(two)
+    async with client_of(one) as c:
+        await c.set(P("marker"), "old")
+    with trio.fail_after(10):
+        while (await missing_on(two, "one"))[1] < 2:
+            await trio.sleep(0.05)
+    two.stop(kill=True)
+    await broker.astop()
+    t0 = time.perf_counter()
+    await start(two)
+    took = time.perf_counter() - t0
+    async with client_of(two) as c:
+        assert (await c.get(P("marker"))).value == "old"
+        assert (await c.get_state()).replication["catchup_incomplete"] is True
+    assert took < 10, took

@@ -338,7 +338,10 @@ class BusLink:
                 else:
                     key = next(iter(self._repairs))
                     msg = self._repairs.pop(key)
-                    for _ in self.replica.answer_repair(msg, pause=SCAN_SLICE):
+                    r = self.replica
+                    for _ in r.answer_repair(msg, pause=SCAN_SLICE):
+                        if len(r.outbox) >= SCAN_SLICE:
+                            self._after()  # send what was found so far, a slice at a time
                         await trio.lowlevel.checkpoint()
                     self._after()
                 await trio.lowlevel.checkpoint()

@@ -3,7 +3,7 @@
 A node answers data requests only when its replica is ready (it has its tick: it
 created the network with ``-i``, loaded its state, or synced from a peer) *and* it
 has caught up: a node restarted with its own state first fetches what it missed
-(bounded by ``server.catchup_timeout``). Until then the session's dispatch holds
+(``server.catchup_timeout`` bounds the time without progress). Until then the session's dispatch holds
 data requests (:attr:`Readiness.serving`), in order, at most ``server.ready_timeout``
 seconds (default 5), then fails them with :class:`~distkv.exceptions.NotReadyError`.
 
@@ -103,15 +103,28 @@ class Readiness:
     async def catch_up(self, bus) -> None:
         """A node restarted with its own state serves only once it has what it missed.
 
-        Bounded by ``server.catchup_timeout`` (default 3 s): wait for the broker, give
-        live peers' retained presence a moment to arrive (nobody there: nothing to
-        catch up), then wait until repair has filled every gap. Past the bound the node
-        serves anyway and says so in its log and in ``internal state``.
+        Wait for the broker, give live peers' retained presence a moment to arrive
+        (nobody there: nothing to catch up), then wait until repair has filled every
+        gap. ``server.catchup_timeout`` (default 3 s; at least a repair round,
+        ``repair_delay_ms + repair_backoff_ms``) bounds the time *without progress*,
+        not the whole catch-up: after a long outage under load a restarted
+        node may need tens of seconds of repair, and serving before it is done is
+        serving stale data (issue 15: ~20 s of it after a kill -9). Progress is a
+        rise of the contiguous prefix of seen ticks (repair fills gaps lowest first;
+        live updates above a gap do not count) or a running full sync. Without
+        progress for that long (no broker, no peer that answers) the node serves what
+        it has and says so in its log and in ``internal state`` (``catchup_incomplete``);
+        meanwhile requests wait at most ``server.ready_timeout`` each, then get
+        :class:`~distkv.exceptions.NotReadyError`, never stale data.
         """
         r = self.replica
         limit = self.catchup_timeout
-        with trio.move_on_after(limit) as scope:
+        # never shorter than a repair round: the first request waits repair_delay_ms,
+        # a lost one is asked again after the backoff
+        window = max(limit, (r.repair_delay_ms + r.repair_backoff_ms) / 1000)
+        with trio.CancelScope(deadline=trio.current_time() + window) as scope:
             await bus.wait_connected()
+            scope.deadline = trio.current_time() + window + r.heartbeat_ms / 1000 * 1.5
             # A retained presence record may be old: wait for each live peer's next
             # heartbeat, which announces its current tick, so gaps() knows what we lack.
             with trio.move_on_after(r.heartbeat_ms / 1000 * 1.5):
@@ -119,13 +132,18 @@ class Readiness:
                     p.name not in self.peers.fresh for p in r.live_peers(self.clock())
                 ):
                     await self._progress_made()
+            best = -1
             while r.gaps() or r.needs_sync:
+                done = sum(s.prefix for s in r.seen.values())
+                if done > best or r.syncing:
+                    best = done
+                    scope.deadline = trio.current_time() + window
                 await self._progress_made()
         if scope.cancelled_caught:
             logger.warning(
-                "node %s: could not catch up with peers within %.1f s; serving what it has",
+                "node %s: no progress catching up with peers for %.1f s; serving what it has",
                 self.name,
-                limit,
+                window,
             )
             self.catchup_incomplete = True
         self.caught_up()
