@@ -196,7 +196,7 @@ SCHEMA = Section(
                 ),
                 "ready_timeout": Key(Float(0), 5, "seconds a request waits for readiness"),
                 "sync_timeout": Key(Float(1), 120, "seconds a join may take"),
-                "catchup_timeout": Key(Float(0), 3, "seconds a restarted node waits to catch up"),
+                "catchup_timeout": Key(Float(0), 3, "seconds without progress before a restarted node serves what it has"),
                 "conflict_records": Key(Int(1), 100, "conflict records kept in the error tree"),
                 "replication": _REPLICATION,
                 # distkv/server/web.py, docs/web.md
