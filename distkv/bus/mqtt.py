@@ -29,9 +29,8 @@ are described in :mod:`distkv.bus`; this module is the mechanics:
 * **MQTT v5 by default** (also the server's), for subscription identifiers (each
   delivery names the subscription it is for, so overlapping subscriptions get exactly
   one copy each and retained replays reach only the new subscription) and for
-  ``no_local`` (replication does not get its own updates back: measured on the
-  writing node, ~40 % less bus work per bus message, and a delivery less for
-  mosquitto). A broker that refuses v5 ("unsupported protocol version") gets v3.1.1
+  ``no_local`` (replication does not get its own updates back: one packet read per
+  bus message on the writing node instead of two, one delivery less for mosquitto). A broker that refuses v5 ("unsupported protocol version") gets v3.1.1
   from the next attempt on (:meth:`MqttBus._use_v311`); ``mqtt_version=4`` asks for
   v3.1.1 only. With v3.1.1 deliveries are matched locally (see :mod:`distkv.bus` for
   what that means for overlapping subscriptions).
