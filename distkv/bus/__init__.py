@@ -84,7 +84,8 @@ Quality of service, retain, sessions
   locally: each matching subscription gets every copy the broker sends, which is one
   per message with mosquitto but may be one per matching pattern with other brokers,
   and a retained replay reaches every matching subscription of the bus. The server's
-  replication (3.1.1 by default) subscribes to patterns that do not overlap.
+  replication (v5 by default, 3.1.1 on a broker that refuses v5) subscribes to
+  patterns that do not overlap.
 
 Ordering: messages from one bus reach a subscription in publish order, except that QoS 1
 messages re-sent after a reconnect may arrive twice, and mixing QoS 0 and 1 may reorder.

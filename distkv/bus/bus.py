@@ -8,7 +8,8 @@ from __future__ import annotations
 import abc
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import trio
 
@@ -75,6 +76,7 @@ class Bus(abc.ABC):
         # True while the transport's reader is inside a burst: handler subscriptions
         # collect messages and get them at :meth:`_end_burst`.
         self._bursting = False
+        self._together = 0  # writing_together() depth
         # handler subscriptions that got messages in this burst, in order of arrival:
         # the burst's end runs just these (a gateway has hundreds of subscriptions)
         self._handlers_due: list[Subscription] = []
@@ -246,6 +248,23 @@ class Bus(abc.ABC):
         """Push out what :meth:`publish_nowait` queued from the calling task, if the
         transport can do so without blocking (saves waking the writer task on the
         replication hot path). The default does nothing."""
+
+    @contextmanager
+    def writing_together(self) -> Iterator[None]:
+        """Publish several messages, then write them out at once from the calling task.
+
+        Inside, :meth:`publish_nowait` only queues; on exit :meth:`write_now` pushes
+        everything out (kernel-first: one send, no wake-up of the transport's writer
+        task, which is woken only for what the socket does not take). Why: on the
+        replication hot path the writer task's wake-up after every bus message cost a
+        task switch although the caller was about to write anyway."""
+        self._together += 1
+        try:
+            yield
+        finally:
+            self._together -= 1
+            if not self._together:
+                self.write_now()
 
     # ----------------------------------------------------------- transport hooks
 

@@ -26,19 +26,25 @@ are described in :mod:`distkv.bus`; this module is the mechanics:
   subscription identifiers map deliveries to subscriptions), wait for the SUBACKs,
   republish presence, flush the offline queue, then report ``connected``. paho itself
   re-sends QoS 1 messages that were in flight when the link broke.
-* **MQTT v5 by default**, for subscription identifiers: each delivery names the
-  subscription it is for, so overlapping subscriptions get exactly one copy each and
-  retained replays reach only the new subscription. ``mqtt_version=4`` (v3.1.1) is
-  available for old brokers and for speed (the server's default): paho parses v5
-  properties in pure Python. With v3.1.1 deliveries are matched locally (see
-  :mod:`distkv.bus` for what that means for overlapping subscriptions).
+* **MQTT v5 by default** (also the server's), for subscription identifiers (each
+  delivery names the subscription it is for, so overlapping subscriptions get exactly
+  one copy each and retained replays reach only the new subscription) and for
+  ``no_local`` (replication does not get its own updates back: one packet read per
+  bus message on the writing node instead of two, one delivery less for mosquitto). A broker that refuses v5 ("unsupported protocol version") gets v3.1.1
+  from the next attempt on (:meth:`MqttBus._use_v311`); ``mqtt_version=4`` asks for
+  v3.1.1 only. With v3.1.1 deliveries are matched locally (see :mod:`distkv.bus` for
+  what that means for overlapping subscriptions).
 * **Leaner paho** (:class:`_Client`, a subclass): paho reads every packet with three
   ``recv`` calls and builds reason-code, property and message objects for each. On the
   replication hot path that was most of a node's bus cost (measured: CPU per replicated
   sequential set, node A 413 -> 303 us, node B 183 -> 83 us, loaded 2-core VM). So one
   ``recv`` fills a buffer that paho reads from; a plain PUBACK skips the objects; a
-  v3.1.1 PUBLISH (QoS 0/1) goes straight to :meth:`MqttBus._dispatch`. Everything
-  else (v5 properties, QoS 2, malformed packets) takes paho's own path.
+  PUBLISH (QoS 0/1; on v5 one whose only properties are subscription identifiers,
+  which is what our own publications carry) goes straight to
+  :meth:`MqttBus._dispatch`. Everything else (other v5 properties, QoS 2, malformed
+  packets) takes paho's own path. Publishing inside :meth:`Bus.writing_together`
+  sends from the caller (kernel-first) and wakes the writer task only for what the
+  socket does not take.
 * **Logging**: the first failed attempt after being connected is a warning ("broker
   unreachable, retrying"), further attempts are debug; reconnection is info.
 """
@@ -78,6 +84,9 @@ DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
 # MQTT v5 DISCONNECT reason "Session taken over": another client connected with our id.
 _TAKEN_OVER = 0x8E
+# MQTT v5 CONNACK "Unsupported Protocol Version" (paho also reports a 3.1.1 broker's
+# "unacceptable protocol version" answer to a v5 CONNECT as this).
+_UNSUPPORTED_VERSION = 0x84
 # Packets handled per wake-up of the reader before it yields to other tasks.
 _READ_BURST = 256
 
@@ -139,19 +148,26 @@ class _Client(paho.Client):
     * **Lean PUBACK.** A plain PUBACK (packet id only: every v3.1.1 one, and a v5 one
       without reason code) is handled without building reason-code and property
       objects; anything else goes through paho unchanged.
-    * **Lean v3.1.1 PUBLISH** (QoS 0 and 1): topic, payload and retain flag go straight
-      to ``on_raw_message(topic_bytes, payload, retain)``, without paho's message
-      object, logging and callback lookup. v5 packets (properties) and QoS 2 go through
+    * **Lean PUBLISH** (QoS 0 and 1): topic, payload, retain flag and (v5) the
+      subscription identifiers go straight to ``on_raw_message(topic_bytes, payload,
+      retain, sids)``, without paho's message and property objects, logging and
+      callback lookup. A v5 packet with any other property, and QoS 2, go through
       paho's ``on_message``.
     """
 
     def __init__(
-        self, *a: Any, on_raw_message: Callable[[bytes, bytes, bool], None], **kw: Any
+        self,
+        *a: Any,
+        on_raw_message: Callable[[bytes, bytes, bool, list[int] | None], None],
+        **kw: Any,
     ) -> None:
         super().__init__(*a, **kw)
         self._rbuf = bytearray()
         self._on_raw_message = on_raw_message
-        self._lean_publish = self._protocol != MQTTProtocolVersion.MQTTv5
+
+    @property
+    def _v5(self) -> bool:
+        return self._protocol == MQTTProtocolVersion.MQTTv5
 
     @property
     def buffered(self) -> bool:
@@ -251,9 +267,10 @@ class _Client(paho.Client):
         qos = (cmd & 0x06) >> 1
         packet = self._in_packet["packet"]
         n = len(packet)
-        if not self._lean_publish or qos == 2 or n < 2:
+        if qos == 2 or n < 2:
             return super()._handle_publish()  # paho also reports malformed packets
         pos = 2 + ((packet[0] << 8) | packet[1])
+        end_topic = pos
         mid = 0
         if qos:
             if pos + 2 > n:
@@ -262,12 +279,41 @@ class _Client(paho.Client):
             pos += 2
         elif pos > n:
             return super()._handle_publish()
-        self._on_raw_message(
-            bytes(packet[2 : pos - 2 if qos else pos]), bytes(packet[pos:]), bool(cmd & 1)
-        )
+        sids = None
+        if self._v5:
+            # properties: only subscription identifiers (what the broker adds to our
+            # own publications) are read here; anything else is paho's to parse
+            sids = []
+            length, pos = _varint(packet, pos, n)
+            end = pos + length
+            if length < 0 or end > n:
+                return super()._handle_publish()
+            while pos < end:
+                if packet[pos] != 0x0B:
+                    return super()._handle_publish()
+                sid, pos = _varint(packet, pos + 1, end)
+                if sid < 0:
+                    return super()._handle_publish()
+                sids.append(sid)
+        self._on_raw_message(bytes(packet[2:end_topic]), bytes(packet[pos:]), bool(cmd & 1), sids)
         if qos:
             return self._send_puback(mid)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+def _varint(buf: bytearray, pos: int, end: int) -> tuple[int, int]:
+    """An MQTT variable byte integer at ``pos``: ``(value, next position)``; value -1
+    if it is cut off or longer than four bytes."""
+    value = 0
+    shift = 0
+    while pos < end and shift < 28:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 127) << shift
+        if not b & 128:
+            return value, pos
+        shift += 7
+    return -1, pos
 
 
 class _SubAck:
@@ -366,6 +412,7 @@ class MqttBus(Bus):
         self._connack_ok = False
         self._connack_reason = ""
         self._write_wanted = trio.Event()
+        self._downgrade = False  # the broker refused MQTT v5: try 3.1.1 next
         self._closing = False
         self._serve_scope: trio.CancelScope | None = None
 
@@ -390,6 +437,9 @@ class MqttBus(Bus):
                     reason = self._connack_reason or "connection lost"
                 if self._closing:
                     break
+                if self._downgrade:
+                    self._use_v311()
+                    continue
                 if established and trio.current_time() - self._established_at < 5:
                     # dropped by the broker right after connecting: what mosquitto does
                     # to the older of two clients with one id (paho often does not see
@@ -418,6 +468,23 @@ class MqttBus(Bus):
                         reason,
                     )
                 await trio.sleep(next(delays))
+
+    def _use_v311(self) -> None:
+        """The broker refused MQTT v5 (a 3.1.1-only broker): speak 3.1.1 from now on,
+        as paho itself steps down from 3.1.1 to 3.1. Replication then sees its own
+        updates echoed (no ``no_local``) and drops them by topic; overlapping
+        subscriptions are matched locally (:mod:`distkv.bus`)."""
+        self._downgrade = False
+        self.mqtt_version = 4
+        c = self._client
+        c._protocol = MQTTProtocolVersion.MQTTv311
+        c._clean_session = True
+        logger.info(
+            "bus %s: MQTT broker %s:%d does not speak MQTT v5; using 3.1.1",
+            self.node,
+            self.host,
+            self.port,
+        )
 
     def _check_takeovers(self) -> None:
         now = trio.current_time()
@@ -621,8 +688,10 @@ class MqttBus(Bus):
 
     def _on_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
         # Called from the connect thread for the CONNECT packet: the writer task checks
-        # want_write() when it starts, so that case needs no wake-up.
-        if self._on_trio_thread():
+        # want_write() when it starts, so that case needs no wake-up. Inside
+        # writing_together() the caller writes (write_now), and wakes the writer only
+        # for what the socket does not take.
+        if self._on_trio_thread() and not self._together:
             self._write_wanted.set()
 
     def _on_socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
@@ -633,6 +702,8 @@ class MqttBus(Bus):
         self, client: Any, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
     ) -> None:
         self._connack_ok = not reason.is_failure
+        if reason.value == _UNSUPPORTED_VERSION and self.mqtt_version == 5:
+            self._downgrade = True
         # paho keeps at most 20 QoS 1 messages in flight, which is exactly the Receive
         # Maximum mosquitto announces (and paho cannot change it on a live connection).
         # That window, not CPU, bounds QoS 1 throughput (~10k msg/s on loopback).
@@ -667,13 +738,15 @@ class MqttBus(Bus):
         sids = getattr(msg.properties, "SubscriptionIdentifier", None)
         self._dispatch(topic, msg.payload, bool(msg.retain), sids)
 
-    def _on_raw_message(self, topic: bytes, payload: bytes, retain: bool) -> None:
+    def _on_raw_message(
+        self, topic: bytes, payload: bytes, retain: bool, sids: list[int] | None
+    ) -> None:
         try:
             full = topic.decode()
         except UnicodeDecodeError:
             logger.warning("bus %s: ignoring message with a non-UTF-8 topic", self.node)
             return
-        self._dispatch(full, payload, retain, None)
+        self._dispatch(full, payload, retain, sids)
 
     def _on_publish(
         self, client: Any, userdata: Any, mid: int, reason: ReasonCode, properties: Any
@@ -699,11 +772,16 @@ class MqttBus(Bus):
         # loop_write() does a non-blocking send of what paho has queued; whatever the
         # socket does not take stays queued for the writer task.
         c = self._client
-        if c is not None and self._link_up and not self._bursting and c.want_write():
+        if c is None or not c.want_write():
+            return
+        if self._link_up and not self._bursting:
             try:
                 c.loop_write()
             except OSError:
                 pass  # the reader/writer tasks notice a broken socket
+            if not c.want_write():
+                return
+        self._write_wanted.set()  # the rest (or all of it) is the writer task's
 
     def _transport_send(self, out: Outgoing) -> None:
         info = self._client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)

@@ -167,10 +167,12 @@ class BusLink:
             # handler subscriptions: messages are applied by the task that reads
             # the bus, once per burst, with no task switch in between
             bus.subscribe("presence/+", handler=self.handle),
-            # QoS 0 delivery: no PUBACK per message from every receiver (and from
-            # this node for its own updates, which the broker echoes); loses
-            # nothing QoS 1 would keep with clean sessions (distkv.bus)
-            bus.subscribe(f"{UPDATE}/+", handler=self.handle, qos=0),
+            # QoS 0 delivery: no PUBACK per message from every receiver; loses
+            # nothing QoS 1 would keep with clean sessions (distkv.bus). no_local:
+            # on MQTT v5 the broker does not echo this node's own updates back to
+            # it (a delivery, a wake-up and a parse per bus message for nothing);
+            # on 3.1.1 it does, and _handle drops them by topic
+            bus.subscribe(f"{UPDATE}/+", handler=self.handle, qos=0, no_local=True),
             bus.subscribe(f"repair/{self.name}", handler=self.handle, qos=0),
         ):
             self.bus = bus
@@ -239,19 +241,20 @@ class BusLink:
         bus = self.bus
         held, self._held = self._held, {}
         n = 0
-        for topic, packed in held.items():
-            n += len(packed)
-            for payload, count in payloads(packed):
-                if bus.pending >= bus.max_pending:
-                    self.stats["overflow"] += count
-                    continue
-                try:
-                    bus.publish_nowait(topic, self.seal.seal(payload))
-                except DistKVError:  # BusOverflowError, BusClosedError: repair catches up
-                    self.stats["overflow"] += count
-                else:
-                    self.stats["sent"] += count
-        bus.write_now()
+        # one send for all of them, from this task (no wake-up of the bus's writer)
+        with bus.writing_together():
+            for topic, packed in held.items():
+                n += len(packed)
+                for payload, count in payloads(packed):
+                    if bus.pending >= bus.max_pending:
+                        self.stats["overflow"] += count
+                        continue
+                    try:
+                        bus.publish_nowait(topic, self.seal.seal(payload))
+                    except DistKVError:  # BusOverflowError, BusClosedError: repair
+                        self.stats["overflow"] += count
+                    else:
+                        self.stats["sent"] += count
         # The interval applies only once writes pile up: a lone write (ping-pong, paced
         # events) must not wait for it; a writer that never waits for anything must.
         self._next_send = trio.current_time() + (self.coalesce_s if n > 1 else 0.0)
@@ -269,7 +272,8 @@ class BusLink:
                 await self._held_evt.wait()
                 self._held_evt = trio.Event()
                 while self._held:
-                    await bus.drain()
+                    if bus.pending:  # else drain() would only cost a scheduler round
+                        await bus.drain()
                     wait = self._next_send - trio.current_time()
                     if wait > 0:
                         await trio.sleep(wait)
