@@ -164,3 +164,70 @@ async def test_gateways_in_the_node_and_on_their_own(tmp_path):
                 assert v["devices_online"] == 2 and v["time"] > 0
     finally:
         srv.stop()
+
+
+async def test_owfs_counts_readings_writes_refusals_errors_and_devices(autojump_clock):
+    from gateways import owfs
+    from hw.onewire import SimulatedBus
+
+    t28, t10 = "28.000028D70100", "10.67C6697351FF"
+    bus = SimulatedBus({t28: {"temperature": "21.5"}, t10: {"temperature": "22"}})
+    counters = GatewayCounters()
+    serve = functools.partial(owfs.serve, bus=bus, counters=counters)
+    async with open_test_server(init="Testing") as s, open_memory_client(s) as gwc:
+        async with trio.open_nursery() as n:
+            await n.start(serve, gwc, merge(owfs.DEFAULTS, {"interval": 10}))
+            c = counters.snapshot()
+            # two readings, each written with its device's `present`
+            assert (c["messages_in"], c["writes"], c["devices_online"]) == (2, 4, 2)
+            bus.set(t28, "temperature", "85")  # the DS18B20 power-on value: implausible
+            bus.fail(t10)
+            await bus.wait_listings(bus.listings + 2)
+            c = counters.snapshot()
+            assert c["refused"] == 1 and c["errors"] >= 1
+            bus.remove(t28)
+            bus.remove(t10)
+            await bus.wait_listings(bus.listings + 2)
+            assert counters.gauges["devices_online"] == 0
+            n.cancel_scope.cancel()
+
+
+async def test_mqtt_counts_messages_commands_and_refused_payloads():
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from distkv.testing.mosquitto import Mosquitto, find_mosquitto
+    from gateways import mqtt
+
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto not installed")
+    counters = GatewayCounters()
+    with Mosquitto() as broker:
+        plug = paho.Client(CallbackAPIVersion.VERSION2, client_id="plug1")
+        plug.connect("127.0.0.1", broker.port)
+        plug.loop_start()
+        try:
+            gcfg = {"uri": broker.uri, "client_id": "gw-counters", "entities": {
+                "plug1": {"template": "tasmota", "device": "plug1", "path": "home.plug1"}}}  # fmt: skip
+            async with open_test_server(init="Testing") as s, open_memory_client(s) as c:
+                async with trio.open_nursery() as n:
+                    await n.start(functools.partial(mqtt.serve, counters=counters), c, gcfg)
+                    plug.publish("tele/plug1/LWT", "Online", qos=1).wait_for_publish(10)
+                    plug.publish("stat/plug1/POWER", "ON", qos=1).wait_for_publish(10)
+                    plug.publish("stat/plug1/POWER", "MAYBE", qos=1).wait_for_publish(10)
+                    await c.set(P("home.plug1.desired"), False)
+
+                    def counted():
+                        k = counters.counts
+                        # online, state (the desired write is the test's own)
+                        return (k["messages_in"] >= 3 and k["commands"] == 1 and k["refused"]
+                                and k["writes"] >= 2)  # fmt: skip
+
+                    await eventually(counted, timeout=10, what="the plug's messages counted")
+                    k = counters.snapshot()
+                    assert k["messages_out"] >= 1 and k["write_errors"] == 0  # the command
+                    assert k["devices_online"] == 1 and k["dropped"] == 0
+                    n.cancel_scope.cancel()
+        finally:
+            plug.loop_stop()
+            plug.disconnect()
