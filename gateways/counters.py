@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -49,53 +50,60 @@ TREE_ROOT = (".distkv", "gateway")
 class GatewayCounters:
     """One gateway's counters (:data:`COUNTERS`) and gauges (:data:`GAUGES`).
 
-    ``changes`` grows with every change, so a reader knows whether anything happened
-    since it last looked without comparing dicts."""
+    A gauge is either set (:meth:`set`) or read from the gateway when somebody looks
+    (:meth:`follow`): the MQTT gateway's devices online are a sum over its entities,
+    ~3 µs for 200 of them, too much per message burst but nothing per scrape."""
 
-    __slots__ = ("counts", "gauges", "changes")
+    __slots__ = ("counts", "_gauges")
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self.gauges: dict[str, int] = dict.fromkeys(GAUGES, 0)
-        self.changes = 0
+        self._gauges: dict[str, int | Callable[[], int]] = dict.fromkeys(GAUGES, 0)
 
     def add(self, name: str, n: int = 1) -> None:
         """Count ``n`` events of ``name`` (a key of :data:`COUNTERS`; another name is a
         bug and raises KeyError)."""
-        if n:
-            self.counts[name] += n
-            self.changes += 1
+        self.counts[name] += n
 
     def set(self, name: str, value: int) -> None:
         """Set the gauge ``name`` (a key of :data:`GAUGES`)."""
         if name not in GAUGES:
             raise KeyError(name)
-        if self.gauges[name] != value:
-            self.gauges[name] = value
-            self.changes += 1
+        self._gauges[name] = value
+
+    def follow(self, name: str, read: Callable[[], int]) -> None:
+        """The gauge ``name`` is ``read()`` whenever it is looked at."""
+        if name not in GAUGES:
+            raise KeyError(name)
+        self._gauges[name] = read
+
+    def gauge(self, name: str) -> int:
+        g = self._gauges[name]
+        return g() if callable(g) else g
 
     def snapshot(self) -> dict[str, int]:
         """Counters and gauges in one dict (what the tree entry holds)."""
-        return {**self.counts, **self.gauges}
+        return {**self.counts, **{g: self.gauge(g) for g in self._gauges}}
 
 
 class PublishPlan:
-    """When a separate gateway writes its counters to the tree: only if something
-    changed since the last write (the first change is written at once), and not within
-    ``interval`` seconds of the last write. Pure: the caller passes the time."""
+    """When a separate gateway writes its counters to the tree: only if they differ
+    from the last write (the first change is written at once), and not within
+    ``interval`` seconds of the last write. Pure: the caller passes the snapshot and
+    the time."""
 
     def __init__(self, interval: float = PUBLISH_INTERVAL) -> None:
         self.interval = interval
-        self.last_changes = 0  # nothing happened yet: nothing to write
+        self.last: dict[str, int] = GatewayCounters().snapshot()  # all zero: not news
         self.last_time: float | None = None
 
-    def due(self, counters: GatewayCounters, now: float) -> bool:
-        if counters.changes == self.last_changes:
+    def due(self, snapshot: dict[str, int], now: float) -> bool:
+        if snapshot == self.last:
             return False
         return self.last_time is None or now - self.last_time >= self.interval
 
-    def done(self, counters: GatewayCounters, now: float) -> None:
-        self.last_changes = counters.changes
+    def done(self, snapshot: dict[str, int], now: float) -> None:
+        self.last = snapshot
         self.last_time = now
 
     def next_check(self, now: float) -> float:
@@ -120,10 +128,10 @@ async def publish_counters(
     plan = PublishPlan(interval)
     while True:
         now = trio.current_time()
-        if plan.due(counters, now):
-            value: dict[str, Any] = counters.snapshot()
-            value["time"] = time.time()
-            plan.done(counters, now)
+        snap = counters.snapshot()
+        if plan.due(snap, now):
+            plan.done(snap, now)
+            value: dict[str, Any] = {**snap, "time": time.time()}
             try:
                 await client.set(path, value)
             except PermissionDenied as exc:
@@ -131,5 +139,5 @@ async def publish_counters(
                 return
             except DistKVError as exc:
                 logger.warning("gateway counters not written to %s: %s", path, exc)
-        # an idle gateway wakes once a second to look at one integer
+        # an idle gateway wakes once a second to compare nine integers
         await trio.sleep_until(max(plan.next_check(trio.current_time()), trio.current_time() + 1))

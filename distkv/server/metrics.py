@@ -79,7 +79,7 @@ class Metrics:
 
     def add_gateway(self, name: str, counters: Any) -> None:
         """Show ``counters`` (a :class:`gateways.counters.GatewayCounters`: ``counts``
-        and ``gauges`` dicts, help texts in ``COUNTERS``/``GAUGES`` of its module) with
+        and ``gauge(name)``, help texts in ``COUNTERS``/``GAUGES`` of its module) with
         ``gateway="NAME"``. The node's service wiring calls this for a gateway it runs
         (``server.services``); a restarted gateway's new counters replace the old."""
         self._gateways[name] = counters
@@ -161,7 +161,7 @@ def _gateway_samples(out: _Out, gateways: Mapping[str, Any]) -> None:
     for c, doc in GAUGES.items():
         out.metric(
             f"gateway_{c}", "gauge", "gateway: " + doc,
-            (({"gateway": g}, gateways[g].gauges.get(c, 0)) for g in names),
+            (({"gateway": g}, gateways[g].gauge(c)) for g in names),
         )  # fmt: skip
 
 

@@ -223,7 +223,8 @@ class _Shell:
             for m in msgs:
                 run(devices.message(m.topic, m.payload, m.retained))
             counters.add("messages_in", len(msgs))
-            counters.set("devices_online", sum(devices.online.values()))
+
+        counters.follow("devices_online", lambda: sum(devices.online.values()))
 
         async with _subscribe_all(self.bus, topics, self.gc.qos, handler):
             task_status.started()

@@ -40,7 +40,7 @@ def test_metrics_show_each_gateway_with_its_label():
     m.add_gateway("cellar", b)
     a.add("messages_in", 3)
     b.add("dropped")
-    b.set("devices_online", 2)
+    b.follow("devices_online", lambda: 2)
     text = render(m, {}, 0)
     assert sample(text, "distkv_gateway_messages_in_total", gateway="kitchen") == 3
     assert sample(text, "distkv_gateway_messages_in_total", gateway="cellar") == 0
@@ -53,14 +53,20 @@ def test_metrics_show_each_gateway_with_its_label():
 
 def test_publish_plan_waits_for_a_change_and_a_minute():
     c, plan = GatewayCounters(), PublishPlan(60)
-    assert not plan.due(c, 0)  # nothing happened yet: nothing to write
+    assert not plan.due(c.snapshot(), 0)  # nothing happened yet: nothing to write
     c.add("writes")
-    assert plan.due(c, 0)  # the first change: at once
-    plan.done(c, 0)
-    assert not plan.due(c, 1000)  # nothing changed: nothing written, however long
-    c.add("writes")
-    assert not plan.due(c, 59.9)
-    assert plan.due(c, 60)
+    assert plan.due(c.snapshot(), 0)  # the first change: at once
+    plan.done(c.snapshot(), 0)
+    assert not plan.due(c.snapshot(), 1000)  # nothing changed: nothing written, ever
+    online = [3]
+    c.follow("devices_online", lambda: online[0])  # a gauge read when looked at
+    assert not plan.due(c.snapshot(), 59.9)
+    assert plan.due(c.snapshot(), 60)
+    plan.done(c.snapshot(), 60)
+    online[0] = 3
+    assert not plan.due(c.snapshot(), 200)
+    online[0] = 2
+    assert plan.due(c.snapshot(), 200)
 
 
 @settings(max_examples=200, deadline=None)
@@ -74,11 +80,12 @@ def test_publish_plan_never_writes_twice_a_minute_or_without_a_change(steps):
     for dt, change in steps:
         end = now + dt
         while now <= end:
-            if plan.due(c, now):
+            snap = c.snapshot()
+            if plan.due(snap, now):
                 assert not writes or now - writes[-1][0] >= 60
-                assert not writes or c.changes != writes[-1][1]
-                writes.append((now, c.changes))
-                plan.done(c, now)
+                assert not writes or snap != writes[-1][1]
+                writes.append((now, snap))
+                plan.done(snap, now)
                 pending_since = None
             if pending_since is not None:
                 assert now - pending_since <= 61
@@ -188,7 +195,7 @@ async def test_owfs_counts_readings_writes_refusals_errors_and_devices(autojump_
             bus.remove(t28)
             bus.remove(t10)
             await bus.wait_listings(bus.listings + 2)
-            assert counters.gauges["devices_online"] == 0
+            assert counters.gauge("devices_online") == 0
             n.cancel_scope.cancel()
 
 
