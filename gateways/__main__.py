@@ -9,6 +9,7 @@ a gateway reads its own section ``gateways.NAME``, overridden by the tree's
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import signal
@@ -20,6 +21,7 @@ from distkv import config as _config
 from distkv.cli.main import error_line
 from distkv.client import open_client
 from distkv.dynconfig import watch_config
+from gateways.counters import GatewayCounters, publish_counters
 
 GATEWAYS = {"gpio": "hw.gpiogw", "mqtt": "gateways.mqtt", "owfs": "gateways.owfs"}
 
@@ -69,14 +71,31 @@ async def _run(cfg: dict, mod, name: str) -> None:
                     break
 
 
-async def _serve(client, cfg: dict, mod, name: str, *, task_status=trio.TASK_STATUS_IGNORED):
+async def _serve(
+    client,
+    cfg: dict,
+    mod,
+    name: str,
+    *,
+    task_status=trio.TASK_STATUS_IGNORED,
+    metrics=None,
+    label: str | None = None,
+):
     """Run the gateway; restart it whenever ``.distkv config gateways`` changes its
-    settings (see distkv.dynconfig)."""
+    settings (see distkv.dynconfig). Its counters (:mod:`gateways.counters`, kept
+    across restarts) go to ``metrics`` (the node's, for a gateway inside the node) as
+    gateway ``label`` (default ``name``), or else to the tree entry ``.distkv gateway
+    LABEL`` (at most once a minute, only after a change)."""
     log = logging.getLogger(mod.__name__)
+    counters = GatewayCounters()
     async with (
         watch_config(client, "gateways", cfg.get("gateways") or {}) as settings,
         trio.open_nursery() as nursery,
     ):
+        if metrics is not None:
+            metrics.add_gateway(label or name, counters)
+        else:
+            nursery.start_soon(publish_counters, client, counters, label or name)
         current = scope = None
         async for section in settings:
             gcfg = _config.merge(mod.DEFAULTS, section.get(name) or {})
@@ -86,16 +105,18 @@ async def _serve(client, cfg: dict, mod, name: str, *, task_status=trio.TASK_STA
                 log.warning("configuration changed: restarting the %s gateway", name)
                 scope.cancel()
             current = gcfg
-            scope = await nursery.start(_one, client, mod, gcfg)
+            scope = await nursery.start(_one, client, mod, gcfg, counters)
             task_status.started()
             task_status = trio.TASK_STATUS_IGNORED
 
 
-async def _one(client, mod, gcfg: dict, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+async def _one(
+    client, mod, gcfg: dict, counters: GatewayCounters, *, task_status=trio.TASK_STATUS_IGNORED
+) -> None:
     """One run of the gateway with these settings; started with its cancel scope."""
     with trio.CancelScope() as scope:
         async with trio.open_nursery() as nursery:
-            await nursery.start(mod.serve, client, gcfg)
+            await nursery.start(functools.partial(mod.serve, counters=counters), client, gcfg)
             task_status.started(scope)
 
 

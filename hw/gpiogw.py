@@ -33,6 +33,7 @@ from distkv.exceptions import ConfigError, DistKVError
 from distkv.schema import Bool, Float, Int, Key, Nullable, OneOf, OpenSection, Section, Str, check
 from distkv.schema import defaults as _defaults
 from distkv.util import P, Path
+from gateways.counters import GatewayCounters
 
 from .gpio import Debouncer, GpiodChip, Lines, LineSpec, SimulatedChip
 
@@ -139,7 +140,16 @@ def open_chip(cfg: Mapping, chip: Any = None) -> Any:
     return GpiodChip(cfg["chip"])
 
 
-async def _input_edges(client, lines: Lines, cfg: dict) -> None:
+async def _write(client, path: Path, level: bool, counters: GatewayCounters) -> None:
+    try:
+        await client.set(path, level)
+    except DistKVError:
+        counters.add("write_errors")
+        raise
+    counters.add("writes")
+
+
+async def _input_edges(client, lines: Lines, cfg: dict, counters: GatewayCounters) -> None:
     """Debounce input edges; write each settled level once."""
     deb = {n: Debouncer(t, lines.get(n)) for n, t in cfg["debounce"].items()}
 
@@ -147,23 +157,27 @@ async def _input_edges(client, lines: Lines, cfg: dict) -> None:
         await trio.sleep_until(when)
         level = deb[name].settle(trio.current_time())
         if level is not None:
-            await client.set(cfg["paths"][name], level)
+            await _write(client, cfg["paths"][name], level, counters)
 
     async with trio.open_nursery() as nursery:
         while True:
             for edge in await lines.edges():
+                counters.add("messages_in")
                 when = deb[edge.name].feed(edge.level, edge.time)
                 if when is None:
                     continue
                 if when <= trio.current_time():
                     level = deb[edge.name].settle(trio.current_time())
                     if level is not None:
-                        await client.set(cfg["paths"][edge.name], level)
+                        await _write(client, cfg["paths"][edge.name], level, counters)
                 else:
                     nursery.start_soon(settle_at, edge.name, when)
 
 
-async def _follow(client, lines: Lines, name: str, src: Path, dst: Path, *, task_status) -> None:
+async def _follow(
+    client, lines: Lines, name: str, src: Path, dst: Path, counters: GatewayCounters, *,
+    task_status,
+) -> None:  # fmt: skip
     async with client.watch(src, fetch=True, max_depth=0) as w:
         async for m in w:
             if m.get("state") == "uptodate":
@@ -173,7 +187,9 @@ async def _follow(client, lines: Lines, name: str, src: Path, dst: Path, *, task
                 continue  # deleted: leave the output as it is
             level = _truth(m.value)
             lines.set(name, level)
-            await client.set(dst, level)
+            counters.add("commands")
+            counters.add("messages_out")
+            await _write(client, dst, level, counters)
 
 
 def _truth(v: Any) -> bool:
@@ -188,19 +204,27 @@ async def serve(
     *,
     chip: Any = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    counters: GatewayCounters | None = None,
 ) -> None:
     """Mirror the configured lines until cancelled; ``started()`` once the inputs'
-    current levels are in the tree and the outputs follow their entries."""
+    current levels are in the tree and the outputs follow their entries. It counts
+    into ``counters`` (edges in, writes, outputs driven; devices online: the lines
+    it holds; see gateways.counters)."""
     cfg = check_config(cfg)
+    counters = counters or GatewayCounters()
     lines = open_chip(cfg, chip).request(cfg["specs"], consumer="distkv-gpio")
+    counters.set("devices_online", len(cfg["specs"]))
     try:
         for name in cfg["debounce"]:
-            await client.set(cfg["paths"][name], lines.get(name))
+            await _write(client, cfg["paths"][name], lines.get(name), counters)
         async with trio.open_nursery() as nursery:
             for name, src in cfg["follow"].items():
-                fn = functools.partial(_follow, client, lines, name, src, cfg["paths"][name])
+                fn = functools.partial(
+                    _follow, client, lines, name, src, cfg["paths"][name], counters
+                )
                 await nursery.start(fn)
-            nursery.start_soon(_input_edges, client, lines, cfg)
+            nursery.start_soon(_input_edges, client, lines, cfg, counters)
             task_status.started()
     finally:
+        counters.set("devices_online", 0)
         lines.close()

@@ -185,9 +185,12 @@ def instance_config(cfg: Mapping, inst: Instance) -> dict:
     return merge(dict(cfg), over)
 
 
-async def serve_instance(client, icfg: dict, inst: Instance, *, task_status=None) -> None:
+async def serve_instance(
+    client, icfg: dict, inst: Instance, *, task_status=None, metrics=None
+) -> None:
     """Run the instance on ``client`` with its configuration ``icfg``
-    (:func:`instance_config`) until cancelled; started once it serves."""
+    (:func:`instance_config`) until cancelled; started once it serves. A gateway's
+    counters go to ``metrics`` (the node's, inside the node), else to the tree."""
     import trio
 
     task_status = task_status or trio.TASK_STATUS_IGNORED
@@ -197,7 +200,10 @@ async def serve_instance(client, icfg: dict, inst: Instance, *, task_status=None
         from gateways.__main__ import _serve
 
         mod = importlib.import_module(gateway_modules()[inst.gateway])
-        await _serve(client, icfg, mod, inst.gateway, task_status=task_status)
+        await _serve(
+            client, icfg, mod, inst.gateway, task_status=task_status, metrics=metrics,
+            label=inst.name,
+        )  # fmt: skip
         return
     import contextlib
 

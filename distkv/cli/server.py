@@ -112,7 +112,8 @@ async def _service(server, cfg: dict, inst) -> None:
     """A runner or gateway in the node's own process (``server.services``): one Python
     process instead of one per service on a small board. It talks to the node through
     an in-process connection, with its own login if it has ``auth``; if it fails it is
-    restarted with backoff, and it never takes the node down."""
+    restarted with backoff, and it never takes the node down. A gateway's counters are
+    the node's ``/metrics`` (``gateway="NAME"``), passed explicitly."""
     from ..client import open_client
     from .instance import instance_config, serve_instance
 
@@ -123,7 +124,7 @@ async def _service(server, cfg: dict, inst) -> None:
         try:
             async with open_client(icfg, _stream=server.open_local_stream()) as client:
                 logger.info("service %s started", what)
-                await serve_instance(client, icfg, inst)
+                await serve_instance(client, icfg, inst, metrics=server.metrics)
                 delay = 1.0
         except Exception as exc:  # noqa: BLE001 - a service must not take the node down
             from .main import error_line

@@ -37,7 +37,7 @@ class Metrics:
     ``actions``: the action names that get their own label (the server's command
     table); anything else is counted as :data:`UNKNOWN`."""
 
-    __slots__ = ("_actions", "_hist", "_requests", "counters")
+    __slots__ = ("_actions", "_gateways", "_hist", "_requests", "counters")
 
     def __init__(self, actions: Iterable[str]):
         self._actions = frozenset(actions)
@@ -46,6 +46,8 @@ class Metrics:
         self._hist: dict[str, list] = {}
         #: plain event counters (name -> count), e.g. ``web_connections``
         self.counters: dict[str, int] = {}
+        # gateway name -> its counters (gateways.counters.GatewayCounters)
+        self._gateways: dict[str, Any] = {}
 
     def done(self, action: Any, t0: float) -> None:
         """A request of ``action`` was handled (the hot path: keep it tiny); ``t0``:
@@ -74,6 +76,17 @@ class Metrics:
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
+
+    def add_gateway(self, name: str, counters: Any) -> None:
+        """Show ``counters`` (a :class:`gateways.counters.GatewayCounters`: ``counts``
+        and ``gauge(name)``, help texts in ``COUNTERS``/``GAUGES`` of its module) with
+        ``gateway="NAME"``. The node's service wiring calls this for a gateway it runs
+        (``server.services``); a restarted gateway's new counters replace the old."""
+        self._gateways[name] = counters
+
+    def gateways(self) -> dict[str, Any]:
+        """Registered gateway counters, by gateway name."""
+        return dict(self._gateways)
 
     def requests(self) -> dict[str, int]:
         """Requests handled so far, by action."""
@@ -132,6 +145,26 @@ def _missing(ranges: Iterable) -> int:
     return n
 
 
+def _gateway_samples(out: _Out, gateways: Mapping[str, Any]) -> None:
+    """``distkv_gateway_<counter>_total{gateway="NAME"}`` and ``distkv_gateway_<gauge>``
+    for every gateway the node runs."""
+    if not gateways:
+        return
+    from gateways.counters import COUNTERS, GAUGES
+
+    names = sorted(gateways)
+    for c, doc in COUNTERS.items():
+        out.metric(
+            f"gateway_{c}_total", "counter", "gateway: " + doc,
+            (({"gateway": g}, gateways[g].counts.get(c, 0)) for g in names),
+        )  # fmt: skip
+    for c, doc in GAUGES.items():
+        out.metric(
+            f"gateway_{c}", "gauge", "gateway: " + doc,
+            (({"gateway": g}, gateways[g].gauge(c)) for g in names),
+        )  # fmt: skip
+
+
 def render(metrics: Metrics, state: Mapping, watchers: int) -> str:
     """The Prometheus text exposition of ``metrics`` and a node ``state`` (the dict
     :meth:`Server.state` returns, which is also ``get_state``'s reply). Pure."""
@@ -158,6 +191,7 @@ def render(metrics: Metrics, state: Mapping, watchers: int) -> str:
         out.lines.append(f'distkv_{name}_count{{action="{_esc(a)}"}} {acc}')
     for cname, n in sorted(metrics.counters.items()):
         out.one(cname + "_total", "counter", cname.replace("_", " "), n)
+    _gateway_samples(out, metrics.gateways())
     out.one("watchers", "gauge", "live watches of all clients", watchers)
     out.one("clients", "gauge", "open client connections", state.get("clients", 0))
     out.one("entries", "gauge", "entries in the tree", state.get("entries", 0))

@@ -29,6 +29,7 @@ from distkv.core.path import Path, as_path
 from distkv.exceptions import ConfigError, DistKVError, PermissionDenied
 from distkv.util import NotGiven
 
+from ..counters import GatewayCounters
 from .bridge import Bridge
 from .config import DEFAULTS, GatewayConfig, check_config
 from .entity import Devices, Problem, Publish, Write
@@ -44,9 +45,15 @@ MAX_TAKEOVERS = 3
 WORKERS = 32
 
 
-async def serve(client, cfg: Mapping | GatewayConfig, *, task_status=trio.TASK_STATUS_IGNORED):
+async def serve(
+    client,
+    cfg: Mapping | GatewayConfig,
+    *,
+    task_status=trio.TASK_STATUS_IGNORED,
+    counters: GatewayCounters | None = None,
+):
     """Run the gateway until cancelled; started once it is subscribed and has read the
-    tree's current state."""
+    tree's current state. It counts into ``counters`` (see gateways.counters)."""
     gc = cfg if isinstance(cfg, GatewayConfig) else check_config(cfg)
     if gc.mirror_topic is not None:
         await check_mirror_codec(client, gc.name)
@@ -67,7 +74,7 @@ async def serve(client, cfg: Mapping | GatewayConfig, *, task_status=trio.TASK_S
         max_takeovers=MAX_TAKEOVERS,
     ) as bus:
         await bus.set_presence(b"online")
-        shell = _Shell(client, bus, gc, devices)
+        shell = _Shell(client, bus, gc, devices, counters or GatewayCounters())
         async with trio.open_nursery() as nursery:
             shell.writes.start(nursery)
             nursery.start_soon(shell.announce_on_connect)
@@ -177,7 +184,11 @@ class _Pipeline:
 class _Shell:
     """The I/O around :class:`Devices` and :class:`Bridge`."""
 
-    def __init__(self, client, bus, gc: GatewayConfig, devices: Devices) -> None:
+    def __init__(
+        self, client, bus, gc: GatewayConfig, devices: Devices, counters: GatewayCounters
+    ) -> None:
+        self.counters = counters
+        self._sent = 0  # devices.commands_sent already counted
         self.client = client
         self.bus = bus
         self.gc = gc
@@ -188,7 +199,9 @@ class _Shell:
     def publish(self, topic: str, payload: bytes, retain: bool) -> None:
         try:
             self.bus.publish_nowait(topic, payload, qos=self.gc.qos, retain=retain)
+            self.counters.add("messages_out")
         except BusOverflowError:
+            self.counters.add("dropped")
             self.dropped += 1
             logger.warning("MQTT queue full: %s not sent", topic)
 
@@ -204,9 +217,13 @@ class _Shell:
             elif isinstance(a, Write):
                 self.writes.add(a.path, a)
             elif isinstance(a, Problem):
+                self.counters.add("refused")
                 logger.warning("%s", a.text)
         if published:
             self.bus.write_now()
+        sent = self.devices.commands_sent
+        self.counters.add("commands", sent - self._sent)
+        self._sent = sent
 
     def _write_start(self, path: tuple, w: Write):
         """Send the write (synchronously, see :class:`_Pipeline`); None if it cannot be
@@ -215,6 +232,7 @@ class _Shell:
         try:
             return self.client.set_nowait(path, w.value)
         except DistKVError as exc:
+            self.counters.add("write_errors")
             logger.warning("%s: not stored: %s", ".".join(map(str, path)), exc)
             return None
 
@@ -224,7 +242,9 @@ class _Shell:
             try:
                 res = await pending.result()
                 link, tock = res.chain[0], res.get("tock")
+                self.counters.add("writes")
             except DistKVError as exc:
+                self.counters.add("write_errors")
                 logger.warning("%s: not stored: %s", ".".join(map(str, path)), exc)
         self.run(self.devices.end_write(path, link, tock=tock, command=w.command))
 
@@ -240,11 +260,14 @@ class _Shell:
         each (MQTT v5 subscription ids: one copy per message); the decisions are made
         in the bus reader's handler as the messages arrive (no queue, no task of
         their own), their writes go to the pipeline."""
-        devices, run = self.devices, self.run
+        devices, run, counters = self.devices, self.run, self.counters
 
         def handler(msgs) -> None:
             for m in msgs:
                 run(devices.message(m.topic, m.payload, m.retained))
+            counters.add("messages_in", len(msgs))
+
+        counters.follow("devices_online", lambda: sum(devices.online.values()))
 
         async with _subscribe_all(self.bus, topics, self.gc.qos, handler):
             task_status.started()
@@ -275,13 +298,16 @@ class _Shell:
         base, prefix = gc.mirror_path, gc.mirror_topic + "/"
         bridge = Bridge()
         dropped = 0
+        counters = self.counters
 
         def publish(items) -> None:
             nonlocal dropped
             for topic, payload in items:
                 try:
                     bus.publish_nowait(prefix + topic, payload, qos=gc.qos, retain=gc.retain)
+                    counters.add("messages_out")
                 except BusOverflowError:
+                    counters.add("dropped")
                     # the broker has been away for long: everything is published again
                     if not dropped:
                         logger.warning("MQTT queue full: will republish everything later")
@@ -314,6 +340,7 @@ class _Shell:
                     return self.client.send_nowait("delete_value", path=as_path(base + rel))
                 return self.client.set_nowait(base + rel, value)
             except DistKVError as exc:
+                counters.add("write_errors")
                 logger.warning("MQTT %s: not stored: %s", "/".join(rel), exc)
                 return None
 
@@ -323,7 +350,9 @@ class _Shell:
                 try:
                     res = await pending.result()
                     link = (res.get("chain") or [None])[0]
+                    counters.add("writes")
                 except DistKVError as exc:
+                    counters.add("write_errors")
                     logger.warning("MQTT %s: not stored: %s", "/".join(rel), exc)
             publish(bridge.end_write(rel, link))
 
@@ -338,6 +367,7 @@ class _Shell:
             async with bus.subscribe(prefix + "#", qos=gc.qos) as sub:
                 task_status.started()
                 async for msg in sub:
+                    counters.add("messages_in")
                     if msg.lost:
                         logger.warning("MQTT gateway fell behind: %d messages lost", msg.lost)
                     action = bridge.mqtt_message(

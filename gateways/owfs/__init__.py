@@ -45,6 +45,7 @@ from distkv.core.runner import ERROR_ROOT
 from distkv.util import Path
 from hw.onewire import OneWire, OneWireError, OwserverBus
 
+from ..counters import GatewayCounters
 from .config import DEFAULTS, SCHEMA, check_config
 from .sensors import PRESENT, Changes, Rule, SensorTracker, typed_value
 
@@ -79,21 +80,34 @@ async def _known(client, root: Path) -> list[tuple[tuple[str, str], Any]]:
 class _Shell:
     """Carries out a tracker's decisions: tree writes, device writes, error records."""
 
-    def __init__(self, client, buses: Sequence[OneWire], root: Path, tracker: SensorTracker):
+    def __init__(
+        self,
+        client,
+        buses: Sequence[OneWire],
+        root: Path,
+        tracker: SensorTracker,
+        counters: GatewayCounters,
+    ):
+        self.counters = counters
         self.client = client
         self.buses = buses
         self.root = root
         self.tracker = tracker
 
     async def apply(self, ch: Changes) -> None:
+        c = self.counters
+        c.add("refused", ch.refused)
+        c.set("devices_online", self.tracker.present())
         for line in ch.notes:
             logger.warning("%s", line)
         for line in ch.info:
             logger.info("%s", line)
         for key, value in ch.writes:
             await self.client.set(self.root + key, value)
+            c.add("writes")
         for key in ch.deletes:
             await self.client.delete(self.root + key)
+            c.add("writes")
         for name, message in ch.errors:
             path = self.root + (name,)
             epath = Path(*ERROR_ROOT, ERROR_NAME, error_id(path))
@@ -102,15 +116,20 @@ class _Shell:
             else:
                 rec = {"path": path, "message": message, "time": time.time(), "count": 1}
                 await self.client.set(epath, rec)
+            c.add("writes")
         for device, attr, text in ch.outputs:
             d = self.tracker.devices.get(device)
             bus = self.buses[d.server if d is not None and d.server is not None else 0]
             try:
                 await bus.write(device, attr, text)
+                c.add("commands")
+                c.add("messages_out")
             except OneWireError as exc:
+                c.add("errors")
                 logger.warning("1-wire output %s/%s: %s", device, attr, exc)
 
     def lost(self, server: int, exc: OneWireError) -> None:
+        self.counters.add("errors")
         if self.tracker.lost(server, str(exc)):
             logger.warning("%s; retrying every poll, quietly until it answers", exc)
 
@@ -136,6 +155,7 @@ class _Shell:
                         break  # the device is in trouble: its other attributes next time
         except OneWireError as exc:
             if not exc.unreachable:  # e.g. the conversion itself failed: retry next poll
+                self.counters.add("errors")
                 logger.warning("%s: %s", bus, exc)
             else:
                 self.lost(server, exc)
@@ -149,6 +169,8 @@ class _Shell:
             for i, bus in enumerate(self.buses):
                 nursery.start_soon(self.poll_bus, i, bus, conversion, out)
         now = trio.current_time()
+        self.counters.add("messages_in", len(out["readings"]))
+        self.counters.add("errors", len(out["errors"]))
         if out["listings"]:
             ch = self.tracker.update(now, out["listings"], out["readings"], out["errors"])
         else:
@@ -173,13 +195,16 @@ async def serve(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     bus: OneWire | None = None,
     buses: Sequence[OneWire] | None = None,
+    counters: GatewayCounters | None = None,
 ) -> None:
     """Poll the owservers every ``cfg["interval"]`` seconds until cancelled.
 
     ``bus`` / ``buses`` replace the owservers of ``host``/``port`` or ``servers``
     (tests pass :class:`~hw.onewire.SimulatedBus` objects). ``task_status.started()``
     is called once the first poll is done, whether or not the owservers answered. A
-    ConfigError comes out before that; errors from DistKV end the gateway.
+    ConfigError comes out before that; errors from DistKV end the gateway. It counts
+    into ``counters`` (readings in, writes, outputs, implausible readings, errors,
+    devices present; see gateways.counters).
     """
     cfg = check_config(cfg)
     root: Path = cfg["path"]
@@ -190,7 +215,7 @@ async def serve(
     cfg["servers"] = [str(b) for b in the_buses]
     try:
         tracker = SensorTracker(cfg, await _known(client, root), trio.current_time())
-        shell = _Shell(client, the_buses, root, tracker)
+        shell = _Shell(client, the_buses, root, tracker, counters or GatewayCounters())
         async with trio.open_nursery() as nursery:
             for key, attr, path in cfg["outputs"]:
                 await nursery.start(functools.partial(shell.follow_output, key, attr, path))

@@ -107,7 +107,8 @@ class Rule:
 class Changes:
     """One step's decisions: tree entries ``(name, entry)`` to write and to delete (in
     order), writes for devices' outputs, error-tree records to set (message) or clear
-    (None) per tree name, and lines to log."""
+    (None) per tree name, lines to log, and how many readings were dropped as
+    implausible (for the gateway's counters)."""
 
     writes: list[tuple[tuple[str, str], Any]] = field(default_factory=list)
     deletes: list[tuple[str, str]] = field(default_factory=list)
@@ -115,6 +116,7 @@ class Changes:
     errors: list[tuple[str, str | None]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # warnings
     info: list[str] = field(default_factory=list)
+    refused: int = 0
 
 
 @dataclass
@@ -170,6 +172,10 @@ class SensorTracker:
                 self.fresh[name, entry] = now
             self.unlisted[name] = now
         self.erroring = {n for (n, e) in self.tree if e == STALE}
+
+    def present(self) -> int:
+        """How many devices are present (listed, the last time their owserver answered)."""
+        return sum(1 for d in self.devices.values() if self.tree.get((d.name, PRESENT)) is True)
 
     # --- what to read
 
@@ -321,6 +327,7 @@ class SensorTracker:
                 n = self.tree.get((name, DROPPED), 0)
                 self._set(ch, name, DROPPED, (n if isinstance(n, int) else 0) + 1)
                 ch.notes.append(f"1-wire device {name}: implausible {attr} {raw.strip()!r} dropped")
+                ch.refused += 1
                 continue
             self.fresh[name, attr] = now
             value = rule.shape(value)
