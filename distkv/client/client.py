@@ -652,7 +652,6 @@ class Client:
         del msg["seq"]
         return attrdict(msg)
 
-
     def send_nowait(self, action: str, **params: Any) -> PendingReply:
         """Send a request now, from synchronous code, without waiting for anything;
         ``await pending.result()`` exactly once for the reply.
@@ -661,8 +660,9 @@ class Client:
         takes it (the usual case: "kernel-first" send); while another task is writing,
         it goes out right after that write; without a plain socket (TLS, in-memory
         streams) with the next flush of any task, at the latest in ``result()``; with
-        no connection, ``result()`` sends it once there is one. Requests of one connection are handled by the server in the
-        order they were sent. Raises only for a request that cannot be encoded."""
+        no connection, ``result()`` sends it once there is one. The server handles the
+        requests of one connection in the order they were sent. Raises only for a
+        request that cannot be encoded."""
         pending = PendingReply(self, action, params)
         conn = self._conn
         if conn is not None and conn.closed is None:
