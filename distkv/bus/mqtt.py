@@ -141,6 +141,11 @@ _RECV_SIZE = 65536
 class _Client(paho.Client):
     """paho with two shortcuts on the replication hot path (see the module docstring).
 
+    It overrides paho's private reader (``_packet_read``, ``_in_packet``,
+    ``_handle_publish``, ``_handle_pubackcomp``, ``_sock_recv``), so pyproject.toml pins
+    paho-mqtt to the minor version it was tested with (2.2); tests/bus runs it against
+    a real mosquitto on v5 and v3.1.1.
+
     * **Buffered reads.** paho reads a packet with three ``recv`` calls (type byte,
       length bytes one by one, body); here one ``recv`` fills a buffer, a complete
       packet in it is framed in one go, and paho's reader (for a packet split across
