@@ -11,7 +11,7 @@ import trio
 
 from distkv.auth import get_method
 from distkv.core.acl import acl_path, user_path
-from distkv.testing.server import open_memory_client
+from distkv.testing.server import open_memory_client, setup_password
 from distkv.util import P, Path
 
 from .cdp import chromium_path, open_browser
@@ -126,11 +126,7 @@ async def test_acl_restricted_user_sees_only_what_the_acl_allows(chromium):
         await c.set(P("priv.x"), 3)
         await c.set(acl_path("ro", P("pub.#")), "rx")
         await c.set(acl_path("ro", P("pub.b")), "")  # an exception: nothing
-        m = get_method("password")
-        for user, extra in (("root", {}), ("joe", {"acl": "ro"})):
-            name, rec = m.make_user({"name": user, "password": f"pw-{user}"})
-            await c.set(user_path("password", name), {**rec, **extra})
-        await c.set(Path(None, "auth"), {"current": "password"})
+        await setup_password(c, joe={"acl": "ro"})
         async with open_browser() as page:
             await page.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
             await page.wait_for("!document.getElementById('login').hidden")

@@ -11,13 +11,12 @@ import pytest
 import trio
 from trio_websocket import open_websocket
 
-from distkv.auth import get_method
 from distkv.config import check as check_config
-from distkv.core.acl import acl_path, user_path
+from distkv.core.acl import acl_path
 from distkv.exceptions import ConfigError
 from distkv.server.metrics import BUCKETS, SAMPLE, Metrics, render
 from distkv.server.web import WebSocketStream, basic_credentials
-from distkv.testing.server import make_config, open_memory_client
+from distkv.testing.server import make_config, open_memory_client, setup_password
 from distkv.util import P, Path
 
 from .helpers import http_get, open_web_server
@@ -112,13 +111,9 @@ def test_replication_state_becomes_per_peer_and_per_origin_samples():
 async def _users(c, *, acl_rules: dict) -> None:
     for path, rights in acl_rules.items():
         await c.set(acl_path("ro", path), rights)
-    m = get_method("password")
-    for user, extra in (("root", {}), ("joe", {"acl": "ro"}), ("prom", {"acl": "prom"})):
-        name, rec = m.make_user({"name": user, "password": f"pw-{user}"})
-        await c.set(user_path("password", name), {**rec, **extra})
     await c.set(acl_path("prom", Path(".distkv")), "x")  # as for any path: x on the way
     await c.set(acl_path("prom", Path(".distkv", "metrics")), "r")
-    await c.set(Path(None, "auth"), {"current": "password"})
+    await setup_password(c, users=("root", "joe", "prom"), joe={"acl": "ro"}, prom={"acl": "prom"})
 
 
 async def test_metrics_need_a_login_and_the_acl_right_when_auth_is_on():

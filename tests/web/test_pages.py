@@ -11,14 +11,13 @@ import time
 import pytest
 import trio
 
-from distkv.auth import get_method
 from distkv.client.runner import Runner
-from distkv.core.acl import acl_path, user_path
+from distkv.core.acl import acl_path
 from distkv.core.runner import CODE_ROOT, RUN_ROOT
 from distkv.groups import unwrap_group
 from distkv.server.web import serve_web
 from distkv.testing.cluster import open_test_cluster
-from distkv.testing.server import open_memory_client
+from distkv.testing.server import open_memory_client, setup_password
 from distkv.util import P, Path
 
 from .cdp import open_browser
@@ -151,11 +150,7 @@ async def test_acl_restricted_user_on_the_status_pages(chromium):  # noqa: F811
         await _entities(c)
         await c.set(Path(*RUN_ROOT, "any", "q"), {"code": ["answer"], "target": time.time()})
         await c.set(acl_path("ro", P("home.#")), "rx")
-        m = get_method("password")
-        for user, extra in (("root", {}), ("joe", {"acl": "ro"})):
-            name, rec = m.make_user({"name": user, "password": f"pw-{user}"})
-            await c.set(user_path("password", name), {**rec, **extra})
-        await c.set(Path(None, "auth"), {"current": "password"})
+        await setup_password(c, joe={"acl": "ro"})
         async with open_browser() as page:
             # before login: no page shows anything, whatever the address says
             await page.call("Page.navigate", url=f"http://127.0.0.1:{port}/#!gateways")
