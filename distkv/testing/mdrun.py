@@ -268,10 +268,11 @@ class Runner:
         for cmd, out in cmds:
             self._shell(cmd, out)
 
-    def _shell(self, cmd: str, expected: str) -> None:
-        cmd = self._s(cmd)
+    def _run(self, argv: list[str]) -> tuple[subprocess.CompletedProcess, str]:
+        """Run one block's command to its end, as a user's terminal would (no input);
+        the result and what it printed (stdout, then stderr)."""
         res = subprocess.run(
-            ["bash", "-c", self.prelude() + cmd],
+            argv,
             input="",
             capture_output=True,
             text=True,
@@ -279,7 +280,11 @@ class Runner:
             cwd=self.cwd,
             timeout=self.timeout,
         )
-        actual = res.stdout + res.stderr
+        return res, res.stdout + res.stderr
+
+    def _shell(self, cmd: str, expected: str) -> None:
+        cmd = self._s(cmd)
+        res, actual = self._run(["bash", "-c", self.prelude() + cmd])
         want = self._s(expected)
         assert match(want, actual), (
             f"$ {cmd}\n--- expected\n{want}--- got (rc={res.returncode})\n{actual}"
@@ -290,16 +295,7 @@ class Runner:
     def _python(self, blk: Block) -> None:
         script = self.cwd / f"block{blk.line}.py"
         script.write_text(self._s(blk.text))
-        res = subprocess.run(
-            [sys.executable, str(script)],
-            input="",
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=self.cwd,
-            timeout=self.timeout,
-        )
-        actual = res.stdout + res.stderr
+        res, actual = self._run([sys.executable, str(script)])
         want = self._s(blk.output or "")
         assert res.returncode == 0 or want, f"python block failed:\n{actual}"
         assert match(want, actual), f"python block\n--- expected\n{want}--- got\n{actual}"
