@@ -8,6 +8,9 @@ the floor the design can reach on the machine of the day.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import msgpack
 import outcome
 import trio
@@ -82,6 +85,21 @@ class EchoClient:
         return await trio.lowlevel.wait_task_rescheduled(abort)
 
 
+@asynccontextmanager
+async def echo_client(ctx) -> AsyncIterator[EchoClient]:
+    """A bare echo server (stopped afterwards) and a client reading its replies."""
+    p = await ctx.pool.start_echo()
+    try:
+        stream = await trio.open_tcp_stream(HOST, p.port)
+        async with stream, trio.open_nursery() as nursery:
+            c = EchoClient(stream)
+            nursery.start_soon(c.reader)
+            yield c
+            nursery.cancel_scope.cancel()
+    finally:
+        await ctx.stop(p)
+
+
 @benchmark(
     "echo",
     group="baseline",
@@ -92,28 +110,18 @@ class EchoClient:
 )
 async def bench_echo(ctx) -> list[Result]:
     """Bare trio+msgpack round-trip (the floor), sequential and 64 tasks."""
-    p = await ctx.pool.start_echo()
-    try:
-        stream = await trio.open_tcp_stream(HOST, p.port)
-        async with stream, trio.open_nursery() as nursery:
-            c = EchoClient(stream)
-            nursery.start_soon(c.reader)
-            path = ["b", "echo", "k1"]
+    async with echo_client(ctx) as c:
+        path = ["b", "echo", "k1"]
 
-            async def op(i):
-                await c.request(action="set_value", path=path, value=i)
+        async def op(i):
+            await c.request(action="set_value", path=path, value=i)
 
-            max_s = ctx.scale(1.0, 0.3)
-            n_rounds = ctx.scale(3, 1)
-            await run_seq(op, 2000, 0.2)  # warm-up
-            seq, seq_note = await rounds(lambda r: run_seq(op, 200_000, max_s), n_rounds)
-            await run_concurrent(op, 64, 5000, 0.2)
-            conc, conc_note = await rounds(
-                lambda r: run_concurrent(op, 64, 500_000, max_s), n_rounds
-            )
-            nursery.cancel_scope.cancel()
-    finally:
-        await ctx.stop(p)
+        max_s = ctx.scale(1.0, 0.3)
+        n_rounds = ctx.scale(3, 1)
+        await run_seq(op, 2000, 0.2)  # warm-up
+        seq, seq_note = await rounds(lambda r: run_seq(op, 200_000, max_s), n_rounds)
+        await run_concurrent(op, 64, 5000, 0.2)
+        conc, conc_note = await rounds(lambda r: run_concurrent(op, 64, 500_000, max_s), n_rounds)
     return [
         Result("baseline trio+msgpack round-trip, sequential", seq, "req/s", note=seq_note),
         Result("baseline trio+msgpack round-trip, 64 tasks", conc, "req/s", note=conc_note),
@@ -149,25 +157,17 @@ async def bench_echo_paced(ctx) -> list[Result]:
     from .procs import REPO
 
     n, warm = ctx.scale(1000, 200), ctx.scale(50, 10)
-    p = await ctx.pool.start_echo()
-    try:
-        stream = await trio.open_tcp_stream(HOST, p.port)
-        async with stream, trio.open_nursery() as nursery:
-            c = EchoClient(stream)
-            nursery.start_soon(c.reader)
-            path = ["b", "echo", "k1"]
-            rtt = []
-            nxt = time.perf_counter()
-            for i in range(warm + n):
-                nxt += PACE_S
-                await trio.sleep(max(0.0, nxt - time.perf_counter()))
-                t0 = time.perf_counter()
-                await c.request(action="set_value", path=path, value=i)
-                if i >= warm:
-                    rtt.append((time.perf_counter() - t0) * 1000)
-            nursery.cancel_scope.cancel()
-    finally:
-        await ctx.stop(p)
+    async with echo_client(ctx) as c:
+        path = ["b", "echo", "k1"]
+        rtt = []
+        nxt = time.perf_counter()
+        for i in range(warm + n):
+            nxt += PACE_S
+            await trio.sleep(max(0.0, nxt - time.perf_counter()))
+            t0 = time.perf_counter()
+            await c.request(action="set_value", path=path, value=i)
+            if i >= warm:
+                rtt.append((time.perf_counter() - t0) * 1000)
     rtt.sort()
 
     async with _broker() as broker:
