@@ -358,7 +358,7 @@ async def bench_gw_rss(ctx) -> list[Result]:
         open_mqtt_bus(broker.uri, "", "dev", client_id=f"bench-rssdev-{os.getpid()}") as dev,
     ):
         for n, tag in ((NENT, "big"), (1, "one")):
-            path = os.path.join(ctx.pool._tmp.name, f"gw-{tag}.yaml")
+            path = os.path.join(ctx.pool.tmpdir, f"gw-{tag}.yaml")
             with open(path, "w") as f:
                 json.dump({"gateways": {"mqtt": _cfg(broker.uri, n, tag)}}, f)
             argv = [

@@ -87,6 +87,8 @@ class ProcessPool:
     def __init__(self):
         self.procs: list[Proc] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="distkv-bench-")
+        #: a scratch directory removed with the pool (child stderr, generated configs)
+        self.tmpdir: str = self._tmp.name
 
     async def spawn(
         self,
@@ -98,7 +100,7 @@ class ProcessPool:
         timeout: float = 10,
     ) -> Proc:
         """Start ``argv`` and wait until it prints ``ready`` on stdout."""
-        errpath = os.path.join(self._tmp.name, f"{name}.{port}.stderr")
+        errpath = os.path.join(self.tmpdir, f"{name}.{port}.stderr")
         errf = open(errpath, "wb")  # noqa: SIM115 - the child owns it
         t0 = time.perf_counter()
         try:

@@ -178,12 +178,15 @@ class AuthMethod(ABC):
         contains a secret.
         """
 
-    def _common(self, params: Mapping[str, Any]) -> dict:
-        """The common items of ``params`` as they go into a record."""
+    def common_items(self, params: Mapping[str, Any]) -> dict:
+        """The common items of ``params`` (``acl``, ``groups``) as they go into a
+        record; public because every method's :meth:`make_user` needs them."""
         return {k: _common_value(k, v) for k, v in params.items() if k in COMMON_PARAMS}
 
-    def _check_params(self, params: Mapping[str, Any]) -> str:
-        """Reject unknown parameters and return the user name."""
+    def check_params(self, params: Mapping[str, Any]) -> str:
+        """Reject unknown parameters and return the user name: the first step of
+        every :meth:`make_user`, public so that a method written elsewhere (a plugin)
+        refuses a typo the same way the built-in ones do."""
         unknown = set(params) - COMMON_PARAMS - self.user_params - {"name"}
         if unknown:
             raise ClientError(

@@ -52,10 +52,10 @@ class PasswordMethod(AuthMethod):
         return self._hasher.hash(password)
 
     def make_user(self, params: Mapping[str, Any]) -> tuple[str, dict]:
-        name = self._check_params(params)
+        name = self.check_params(params)
         if "password" not in params:
             raise ClientError("the password method needs password=... (or password?=Prompt)")
-        record = self._common(params)
+        record = self.common_items(params)
         record["password"] = self.hash(params["password"])
         return name, record
 

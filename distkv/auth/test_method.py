@@ -21,11 +21,11 @@ class TestMethod(AuthMethod):
     name = "_test"
 
     def make_user(self, params: Mapping[str, Any]) -> tuple[str, dict]:
-        name = self._check_params(params)
-        return name, self._common(params)
+        name = self.check_params(params)
+        return name, self.common_items(params)
 
     def login_message(self, params: Mapping[str, Any]) -> dict:
-        name = self._check_params({k: v for k, v in params.items() if k == "name"})
+        name = self.check_params({k: v for k, v in params.items() if k == "name"})
         return {"method": self.name, "name": name}
 
     def verify(self, msg: Mapping[str, Any], record: Mapping[str, Any] | None) -> str:
