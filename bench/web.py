@@ -6,20 +6,23 @@ browser is Debian's headless chromium driven over CDP (distkv/testing/cdp.py). T
 records ``performance.timeOrigin + performance.now()`` when it has applied an update to
 the DOM (``window.DistKVTrace``, set by this benchmark only); the writer records the wall
 clock before each ``set``. Both are the same machine's clock, so a sample is the time
-from write to DOM update. RSS baseline: a node of the same run without the web service,
-holding the same entries, with a Python client watching the same subtree.
+from write to DOM update. RSS baseline: a node of the same run without the web service
+that gets the same traffic: the same entries, the same paced writes, a connection
+watching the subtree with ``fetch`` (the page's part) and a Python watcher, each
+consumed while the writes arrive.
 """
 
 from __future__ import annotations
 
 import random
+import sys
 import time
 
 import trio
 
 from . import Result, at_most, benchmark
 from .measure import percentile
-from .procs import HOST, free_port
+from .procs import HOST, REPO, child_env, free_port
 
 N_ENTRIES = 1000
 RATE = 100  # changes per second
@@ -28,10 +31,31 @@ ROWS = [
     ("web page: write -> DOM update p95, 1,000 entries watched, 100 changes/s", "ms", at_most(100)),
     ("web page: write -> DOM update p50, 1,000 entries watched, 100 changes/s", "ms", None),
     ("baseline: write -> Python watcher p95, same node, same writes", "ms", None),
-    ("node RSS without the web service (baseline), 1,000 entries, one watcher", "MB", None),
+    ("node RSS without the web service (baseline), 1,000 entries, same traffic", "MB", None),
     ("node RSS with the web service, the page watching 1,000 entries", "MB", None),
     ("RSS the web service adds to the node", "MB", at_most(5)),
+    ("RSS the web service adds to a node whose page nobody opened", "MB", None),
 ]
+
+
+# what a node with the web service and a page open imports, compiled into the bench's
+# .pyc cache before the nodes start
+_WARM = (
+    "import compileall, sys; compileall.compile_dir(sys.argv[1], quiet=1); "
+    "import distkv.cli.main, distkv.server.server, distkv.server.web, encodings.idna, trio_websocket"
+)
+
+
+async def _warm_pycache() -> None:
+    """Both nodes start with .pyc files for all they import, as an installed package
+    has them. Otherwise a node that is first to import a module compiles it, and the
+    compiler's garbage stays in its RSS: with an empty cache (a fresh checkout, or a
+    full run where no benchmark before this one loaded trio-websocket, wsproto, h11 or
+    email) the web node alone compiled the WebSocket stack and measured +5.8 MB
+    instead of +2.7, or the baseline node compiled DistKV and measured 35.5 MB
+    instead of 30.1 (same code, this machine)."""
+    cmd = [sys.executable, "-c", _WARM, str(REPO / "distkv")]
+    await trio.run_process(cmd, env=child_env(), cwd=str(REPO))
 
 
 async def _fill(c, prefix: str) -> None:
@@ -52,11 +76,19 @@ async def _perf(page) -> dict:
     return {m["name"]: m["value"] for m in res["metrics"]}
 
 
-async def _py_watcher(ctx, node, arrived: dict, *, task_status=trio.TASK_STATUS_IGNORED):
-    """The same writes seen by a Python client's watch on the same node (baseline)."""
+async def _py_watcher(
+    ctx, node, arrived: dict, fetch: bool = False, *, task_status=trio.TASK_STATUS_IGNORED
+):
+    """The same writes seen by a Python client's watch on ``node``, on a connection of
+    its own: the latency baseline, and (with ``fetch``, like the page) the page's part
+    of the traffic on the RSS baseline node."""
     from distkv.util import Path
 
-    async with ctx.client(node) as c, c.watch(Path("w"), max_depth=1) as w:
+    async with ctx.client(node) as c, c.watch(Path("w"), fetch=fetch, max_depth=1) as w:
+        if fetch:
+            async for m in w:
+                if m.get("state") == "uptodate":
+                    break
         task_status.started()
         async for m in w:
             v = m.get("value")
@@ -64,25 +96,44 @@ async def _py_watcher(ctx, node, arrived: dict, *, task_status=trio.TASK_STATUS_
                 arrived.setdefault(v, time.time() * 1000)
 
 
+async def _paced_writes(c, n: int, written: dict | None = None) -> None:
+    """``n`` writes of 0..n-1 to random entries at :data:`RATE`, the same on every
+    node (seeded)."""
+    from distkv.util import Path
+
+    rnd = random.Random(13)
+    t0 = trio.current_time()
+    for i in range(n):
+        await trio.sleep_until(t0 + i / RATE)
+        if written is not None:
+            written[i] = time.time() * 1000
+        await c.set(Path("w", f"k{rnd.randrange(N_ENTRIES):04d}"), i)
+
+
+async def _wait_all(arrived: dict, n: int) -> None:
+    with trio.move_on_after(5):
+        while len(arrived) < n:
+            await trio.sleep(0.05)
+
+
 @benchmark("web", group="web", rows=ROWS, timeout=120)
 async def bench_web(ctx):
     """Browser watching 1,000 entries at 100 changes/s: write -> DOM update; RSS cost."""
     from distkv.testing.cdp import chromium_path, open_browser
-    from distkv.util import Path
 
     if chromium_path() is None:
         return [Result(m, None, u, t, note="chromium is not installed") for m, u, t in ROWS]
     n_writes = ctx.scale(1000, 200)
     web_port = free_port()
     conf = {"server.web.enabled": "true", "server.web.port": web_port}
+    await _warm_pycache()
     async with ctx.server("bench-noweb") as base, ctx.server("bench-web", conf) as web:
+        await trio.sleep(0.5)
+        idle_base, idle_web = base.rss() / 1e6, web.rss() / 1e6
         async with ctx.client(base) as cb, ctx.client(web) as cw:
             await _fill(cb, "w")
             await _fill(cw, "w")
-            async with cb.watch(Path("w"), fetch=True, max_depth=1) as bw, open_browser() as page:
-                async for m in bw:
-                    if m.get("state") == "uptodate":
-                        break
+            async with open_browser() as page:
                 await page.call("Page.navigate", url=f"http://{HOST}:{web_port}/#w")
                 await page.wait_for(
                     f"document.querySelectorAll('#tree li').length >= {N_ENTRIES}",
@@ -94,34 +145,32 @@ async def bench_web(ctx):
                 await page.js("window.DistKVTrace = []; true")
                 await page.call("Performance.enable")
                 perf0 = await _perf(page)
-                rnd = random.Random(13)
                 written: dict[int, float] = {}
                 arrived: dict[int, float] = {}  # baseline: a Python watcher, same node
                 async with trio.open_nursery() as nursery:
                     await nursery.start(_py_watcher, ctx, web, arrived)
-                    t0 = trio.current_time()
-                    for i in range(n_writes):
-                        await trio.sleep_until(t0 + i / RATE)
-                        written[i] = time.time() * 1000
-                        await cw.set(Path("w", f"k{rnd.randrange(N_ENTRIES):04d}"), i)
-                    with trio.move_on_after(5):
-                        while len(arrived) < n_writes:
-                            await trio.sleep(0.05)
+                    await _paced_writes(cw, n_writes, written)
+                    await _wait_all(arrived, n_writes)
                     nursery.cancel_scope.cancel()
                 # the last update has had time to arrive (or is lost: counted below)
                 with trio.move_on_after(5):
                     await page.wait_for(f"window.DistKVTrace.length >= {n_writes}", timeout_ms=5000)
                 trace = await page.js("window.DistKVTrace")
                 perf1 = await _perf(page)
-                # same writes on the baseline node, so both allocated alike
-                rnd = random.Random(13)
-                for i in range(n_writes):
-                    await cb.set(Path("w", f"k{rnd.randrange(N_ENTRIES):04d}"), i)
-                async for m in bw:  # the baseline watcher has seen them all
-                    if m.get("value") == n_writes - 1:
-                        break
-                await trio.sleep(0.5)
-                rss_base, rss_web = base.rss() / 1e6, web.rss() / 1e6
+                # the same traffic on the baseline node: a watcher with fetch on its
+                # own connection (the page's part, open until measured), a Python
+                # watcher (closed before, as on the web node), the same writes
+                async with trio.open_nursery() as outer:
+                    await outer.start(_py_watcher, ctx, base, {}, True)
+                    seen: dict[int, float] = {}
+                    async with trio.open_nursery() as nursery:
+                        await nursery.start(_py_watcher, ctx, base, seen)
+                        await _paced_writes(cb, n_writes)
+                        await _wait_all(seen, n_writes)
+                        nursery.cancel_scope.cancel()
+                    await trio.sleep(0.5)  # both nodes settled
+                    rss_base, rss_web = base.rss() / 1e6, web.rss() / 1e6
+                    outer.cancel_scope.cancel()
     lat = sorted(t - written[v] for t, v in trace if isinstance(v, int) and v in written)
     seen = len({v for _, v in trace})
     busy = ", ".join(
@@ -149,4 +198,10 @@ async def bench_web(ctx):
         Result(ROWS[3][0], rss_base, "MB", note="VmRSS after the same writes"),
         Result(ROWS[4][0], rss_web, "MB", note="chromium connected, page open"),
         Result(ROWS[5][0], rss_web - rss_base, "MB", ROWS[5][2], note="same run"),
+        Result(
+            ROWS[6][0],
+            idle_web - idle_base,
+            "MB",
+            note=f"VmRSS 0.5 s after start: {idle_web:.1f} vs {idle_base:.1f} MB",
+        ),
     ]

@@ -17,16 +17,17 @@ import base64
 import binascii
 import logging
 import re
-from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
 from ..config import server_ssl_context
 
 if TYPE_CHECKING:
+    from trio_websocket import WebSocketConnection
+
     from .server import Server
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ _TYPES = {
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 # Everything the page needs is served from here; it may not load anything else.
 _CSP = "default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+#: the page's files: plain files in the package, read per request (they are small and
+#: rarely asked for), so the node holds none of them in memory
+STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 
 
 class WebSocketStream(trio.abc.Stream):
@@ -61,7 +65,10 @@ class WebSocketStream(trio.abc.Stream):
     sees the peer's address (login throttling per address) as it does for TCP."""
 
     def __init__(self, ws: WebSocketConnection, transport_stream: trio.abc.Stream | None = None):
+        from trio_websocket import ConnectionClosed  # loaded already: ``ws`` is one of its
+
         self._ws = ws
+        self._closed = ConnectionClosed
         self._buf = b""
         self.transport_stream = transport_stream
 
@@ -69,7 +76,7 @@ class WebSocketStream(trio.abc.Stream):
         while not self._buf:
             try:
                 msg = await self._ws.get_message()
-            except ConnectionClosed:
+            except self._closed:
                 return b""
             if isinstance(msg, str):
                 # text frames are not part of the protocol: 1003 = unsupported data
@@ -85,7 +92,7 @@ class WebSocketStream(trio.abc.Stream):
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         try:
             await self._ws.send_message(bytes(data))
-        except ConnectionClosed as exc:
+        except self._closed as exc:
             raise trio.BrokenResourceError("websocket closed") from exc
 
     async def wait_send_all_might_not_block(self) -> None:
@@ -153,11 +160,13 @@ class _Replay(trio.abc.Stream):
 
 
 def _static(name: str) -> bytes | None:
+    """The static file ``name`` (a plain name, no path), or None. A path relative to
+    the package rather than ``importlib.resources``: DistKV is installed as files,
+    and that import alone cost the node ~0.1 MB."""
     if not _NAME.match(name):
         return None
-    f = resources.files("distkv.web").joinpath("static", name)
     try:
-        return f.read_bytes()
+        return (STATIC / name).read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
 
@@ -310,6 +319,12 @@ class WebService:
         return None
 
     async def _websocket(self, stream: trio.SocketStream, head: bytes, headers: dict) -> None:
+        # trio-websocket is imported on the first WebSocket, not with the service: it
+        # and what it loads (wsproto, h11, and importlib.metadata with email, csv and
+        # zipfile for its version check) are ~2.4 MB of the node's RSS, which a node
+        # whose page nobody has opened need not pay (docs/web.md, Cost)
+        from trio_websocket import wrap_server_stream
+
         async with trio.open_nursery() as nursery:
             request = None
             # a malformed handshake gets its 400 from wsproto, and no request ever

@@ -150,3 +150,39 @@ async def test_malformed_handshake_is_answered_and_closed():
                 while chunk := await stream.receive_some(4096):
                     data += chunk
         assert data.startswith(b"HTTP/1.1 400")
+
+
+# A node process with the service on: its page and /metrics are served without the
+# WebSocket stack (trio-websocket, wsproto, h11 and importlib.metadata with email:
+# ~2.4 MB of RSS), which is loaded by the first WebSocket.
+_LAZY_SCRIPT = """
+import sys
+import trio
+from web.helpers import http_get, open_web_server, ws_handshake_status
+
+STACK = ("trio_websocket", "wsproto", "h11")  # (trio.testing loads pytest: metadata)
+
+async def main():
+    async with open_web_server() as (_server, port):
+        assert (await http_get(port, "/"))[0] == 200
+        assert (await http_get(port, "/metrics"))[0] == 200
+        print(sorted(m for m in STACK if m in sys.modules))
+        assert await ws_handshake_status(port, f"http://127.0.0.1:{port}") == 101
+        print(sorted(m for m in STACK if m in sys.modules))
+
+trio.run(main)
+"""
+
+
+async def test_websocket_stack_is_loaded_by_the_first_websocket_only():
+    import os
+    import sys
+
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": tests}
+    proc = await trio.run_process(
+        [sys.executable, "-c", _LAZY_SCRIPT], env=env, capture_stdout=True, capture_stderr=True
+    )
+    before, after = proc.stdout.decode().splitlines()
+    assert before == "[]"
+    assert after == str(sorted(["trio_websocket", "wsproto", "h11"]))
