@@ -15,14 +15,13 @@ consumed while the writes arrive.
 from __future__ import annotations
 
 import random
-import sys
 import time
 
 import trio
 
 from . import Result, at_most, benchmark
 from .measure import percentile
-from .procs import HOST, REPO, child_env, free_port
+from .procs import HOST, free_port
 
 N_ENTRIES = 1000
 RATE = 100  # changes per second
@@ -36,26 +35,6 @@ ROWS = [
     ("RSS the web service adds to the node", "MB", at_most(5)),
     ("RSS the web service adds to a node whose page nobody opened", "MB", None),
 ]
-
-
-# what a node with the web service and a page open imports, compiled into the bench's
-# .pyc cache before the nodes start
-_WARM = (
-    "import compileall, sys; compileall.compile_dir(sys.argv[1], quiet=1); "
-    "import distkv.cli.main, distkv.server.server, distkv.server.web, encodings.idna, trio_websocket"
-)
-
-
-async def _warm_pycache() -> None:
-    """Both nodes start with .pyc files for all they import, as an installed package
-    has them. Otherwise a node that is first to import a module compiles it, and the
-    compiler's garbage stays in its RSS: with an empty cache (a fresh checkout, or a
-    full run where no benchmark before this one loaded trio-websocket, wsproto, h11 or
-    email) the web node alone compiled the WebSocket stack and measured +5.8 MB
-    instead of +2.7, or the baseline node compiled DistKV and measured 35.5 MB
-    instead of 30.1 (same code, this machine)."""
-    cmd = [sys.executable, "-c", _WARM, str(REPO / "distkv")]
-    await trio.run_process(cmd, env=child_env(), cwd=str(REPO))
 
 
 async def _fill(c, prefix: str) -> None:
@@ -126,7 +105,6 @@ async def bench_web(ctx):
     n_writes = ctx.scale(1000, 200)
     web_port = free_port()
     conf = {"server.web.enabled": "true", "server.web.port": web_port}
-    await _warm_pycache()
     async with ctx.server("bench-noweb") as base, ctx.server("bench-web", conf) as web:
         await trio.sleep(0.5)
         idle_base, idle_web = base.rss() / 1e6, web.rss() / 1e6
