@@ -1,9 +1,9 @@
 """Repair: asking for missing ticks, and finding what a peer asks for.
 
-A gap (ticks missing below the highest tick known for an origin) is requested after
-``repair_delay_ms`` (reordered messages arrive meanwhile), with exponential backoff
-per origin (reset on progress) and at most ``max_repair_ticks`` per request
-(:class:`RepairSchedule`).
+A gap (ticks missing below the highest tick known for an origin) is requested once it
+has not shrunk for ``repair_delay_ms`` (reordered messages arrive meanwhile, and after
+a broker outage the origin's backlog), with exponential backoff per origin (reset on
+progress) and at most ``max_repair_ticks`` per request (:class:`RepairSchedule`).
 
 To answer, the responder must find the entry whose chain holds a tick. A full index
 costs ~200 bytes per chain link; :class:`RecentWrites` keeps two bounded rings
@@ -95,10 +95,15 @@ class RepairSchedule:
                 st_all[o] = [now_ms + self.delay_ms, 0, count]
                 continue
             if count < st[2]:
-                # progress: reset the backoff, and ask for the next batch soon rather
-                # than after the backoff (a long gap is repaired batch after batch)
+                # progress: reset the backoff, and ask for the next batch once the gap
+                # has stopped shrinking for delay_ms, not after the backoff (a long gap
+                # is repaired batch after batch). Not sooner: while the gap shrinks,
+                # what fills it is on its way (after a broker outage: the peer's
+                # backlog, 500k updates in order), and asking for it again would make
+                # the peer scan its tree for what we are about to get (and us apply it
+                # twice)
                 st[1] = 0
-                st[0] = min(st[0], now_ms + self.delay_ms)
+                st[0] = now_ms + self.delay_ms
             st[2] = count
             if now_ms < st[0]:
                 continue

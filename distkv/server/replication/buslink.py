@@ -35,6 +35,7 @@ from ...core.admission import BusSeal, refusal
 from ...core.replica import PRESENCE, REPAIR, UPDATE, Presence, Repair, decode, encode
 from ...exceptions import DistKVError
 from ...wire import codec
+from .held import HeldMessages
 
 if TYPE_CHECKING:
     from ...core.replica import Replica
@@ -50,6 +51,9 @@ MAX_PAYLOAD = 64 * 1024
 SLICE_BYTES = 64 * 1024
 #: Entries a repair's tree scan walks between two yields.
 SCAN_SLICE = 2000
+#: Held bytes handed to the bus in one step (after an outage: the backlog goes out in
+#: steps of this size, each once the previous one is acknowledged by the broker).
+SEND_SLICE = 1024 * 1024
 
 
 def payloads(packed: list[bytes]) -> Iterator[tuple[bytes, int]]:
@@ -120,6 +124,7 @@ class BusLink:
         stats: dict[str, int],
         max_ahead_ms: int,
         coalesce_s: float,
+        max_held: int = 64 * 1024 * 1024,
         advertise: Callable[[], list | None],
         apply: Callable[[list], None],
         after: Callable[[], None],
@@ -146,8 +151,9 @@ class BusLink:
         self._refusals_logged: set[tuple] = set()
         self._presence: dict | None = None
         self._presence_evt = trio.Event()
-        # Outgoing messages by topic, waiting for the bus (see _send_held).
-        self._held: dict[str, list[bytes]] = {}
+        # Outgoing messages by topic, waiting for the bus (see _send_held), also all
+        # those made while the broker is away (``server.outage_backlog_mb``, see held.py)
+        self._held = HeldMessages(max_held)
         self._held_evt = trio.Event()
         self._next_send = 0.0
         # Incoming work too large for one step (see handle and backlog_task).
@@ -199,8 +205,9 @@ class BusLink:
         name = self.name
         # Never connected (no broker yet, or none at all): nobody to tell, and queueing
         # would only fill memory; peers learn these ticks by presence and repair.
-        # After a connection was lost, QoS 1 messages are queued (up to max_pending)
-        # and sent on reconnect, which saves repair work after short outages.
+        # After a connection was lost, messages are held (up to outage_backlog_mb) and
+        # sent on reconnect: the peers apply them as they would have live, instead of
+        # repairing each one (see held.py).
         hold = not bus.connected and not bus.stats.connects
         held = self._held
         for m in msgs:
@@ -212,19 +219,27 @@ class BusLink:
                 continue
             to = m.get("to")
             topic = f"repair/{to}" if to is not None else f"update/{name}"
-            held.setdefault(topic, []).append(codec.packb(m))
-        if not held:
-            return
-        if bus.connected:
-            # coalesce_task sends them, after this batch's replies went out, and
-            # together with whatever else arrives while the previous message is not
-            # yet acknowledged. See _send_held for why.
+            if not held.add(topic, codec.packb(m)):
+                self.stats["overflow"] += 1  # peers repair it
+        if held:
+            # coalesce_task sends them (once the bus is connected), after this batch's
+            # replies went out, and together with whatever else arrives while the
+            # previous message is not yet acknowledged. See _send_held for why.
             self._held_evt.set()
-            return
-        self._send_held()  # into the bus's offline queue, sent on reconnect
 
-    def _send_held(self) -> None:
-        """Publish the held messages, one bus message (a msgpack array) per topic.
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of messages waiting for the bus (after an outage: its backlog)."""
+        return self._held.bytes
+
+    @property
+    def incoming(self) -> int:
+        """Bus messages received and not yet applied (a burst applied in slices)."""
+        return len(self._backlog)
+
+    def _send_held(self, limit: int | None = None) -> None:
+        """Publish the held messages (about ``limit`` bytes of them; None: all), one
+        bus message (a msgpack array of up to :data:`MAX_PAYLOAD`) per topic.
 
         Why coalesce: a bus message costs far more than a write, counted over the
         processes of a deployment: a send here (which wakes mosquitto), the broker's
@@ -239,11 +254,10 @@ class BusLink:
         is bounded by that interval plus a broker round trip.
         """
         bus = self.bus
-        held, self._held = self._held, {}
         n = 0
         # one send for all of them, from this task (no wake-up of the bus's writer)
         with bus.writing_together():
-            for topic, packed in held.items():
+            for topic, packed in self._held.take(limit):
                 n += len(packed)
                 for payload, count in payloads(packed):
                     if bus.pending >= bus.max_pending:
@@ -265,20 +279,27 @@ class BusLink:
 
         Sending from this task rather than from :meth:`flush` also means the batch's
         replies go out first: the send to the broker (and the wake-up of mosquitto it
-        causes) no longer sits between a client's request and its answer."""
+        causes) no longer sits between a client's request and its answer.
+
+        While the broker is away, messages stay held (bounded, see held.py); once it is
+        back they go out :data:`SEND_SLICE` bytes at a time, each slice once the
+        previous one is acknowledged: a 50 MB backlog neither blocks this node's
+        clients nor sits in the bus twice (held and as MQTT packets)."""
         bus = self.bus
         try:
             while True:
                 await self._held_evt.wait()
                 self._held_evt = trio.Event()
                 while self._held:
+                    if not bus.connected:
+                        await bus.wait_connected()
                     if bus.pending:  # else drain() would only cost a scheduler round
                         await bus.drain()
                     wait = self._next_send - trio.current_time()
                     if wait > 0:
                         await trio.sleep(wait)
-                    if self._held:
-                        self._send_held()
+                    if self._held and bus.connected:
+                        self._send_held(SEND_SLICE)
         except DistKVError:  # BusClosedError: nothing more to send
             pass
         finally:
