@@ -363,6 +363,7 @@ class BusLink:
                 else:
                     key = next(iter(self._repairs))
                     msg = self._repairs.pop(key)
+                    self.stats["repairs"] += 1
                     r = self.replica
                     for _ in r.answer_repair(msg, pause=SCAN_SLICE):
                         if len(r.outbox) >= SCAN_SLICE:

@@ -48,6 +48,7 @@ STAT_KEYS = (
     "sent",
     "received",
     "overflow",
+    "repairs",
     "unsent",
     "bad_messages",
     "lost",

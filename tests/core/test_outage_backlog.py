@@ -1,0 +1,110 @@
+"""The pure parts of catching up after a broker outage: the bounded backlog of held
+bus messages (distkv/server/replication/held.py) and when a gap is asked for
+(RepairSchedule)."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from distkv.core.replica.repair import RepairSchedule
+from distkv.server.replication.held import HeldMessages
+
+TOPICS = ["update/a", "repair/b", "repair/c"]
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.sampled_from(TOPICS), st.integers(1, 300)),
+        st.tuples(st.just("take"), st.none() | st.integers(0, 1000), st.none()),
+    ),
+    max_size=200,
+)
+
+
+@given(st.integers(1, 2000), ops)
+def test_held_messages_bounded_in_order_each_once(bound, script):
+    """Whatever is added and taken: never more than the bound is held; every message
+    added is either refused at once or comes out exactly once, in order per topic;
+    a take hands out at least one message (if any) and not much more than asked."""
+    held = HeldMessages(bound)
+    accepted: dict[str, list[bytes]] = {t: [] for t in TOPICS}
+    out: dict[str, list[bytes]] = {t: [] for t in TOPICS}
+    n = 0
+    for op, a, b in script:
+        if op == "add":
+            n += 1
+            msg = n.to_bytes(4, "big") + b"x" * max(0, b - 4)
+            before = held.bytes
+            if held.add(a, msg):
+                accepted[a].append(msg)
+            else:
+                assert before + len(msg) > bound and held.bytes == before
+        else:
+            had = len(held)
+            got = held.take(a)
+            sizes = [len(p) for _, ps in got for p in ps]
+            if had:
+                assert sizes
+            if a is None:
+                assert not held
+            elif len(sizes) > 1:
+                assert sum(sizes[:-1]) < a  # only the last one may overshoot
+            for topic, ps in got:
+                out[topic].extend(ps)
+        assert 0 <= held.bytes <= bound
+    for topic, ps in held.take():
+        out[topic].extend(ps)
+    assert out == accepted
+    assert held.bytes == 0 and not held
+
+
+def test_held_messages_refuse_past_the_bound_and_accept_again_after_a_take():
+    held = HeldMessages(100)
+    assert held.add("update/a", b"x" * 60)
+    assert not held.add("update/a", b"y" * 60)  # 120 > 100
+    assert held.add("repair/b", b"z" * 40)
+    assert held.bytes == 100 and len(held) == 2
+    assert held.take(1) == [("update/a", [b"x" * 60])]
+    assert held.add("update/a", b"y" * 60)
+
+
+def _schedule() -> RepairSchedule:
+    return RepairSchedule("me", delay_ms=300, backoff_ms=1000, max_backoff_ms=30_000,
+                          max_ticks=2000)  # fmt: skip
+
+
+def _ask(s: RepairSchedule, gap: tuple[int, int], now: int) -> list:
+    return s.requests({"one": [gap]}, {}, lambda o, first, attempt, now: "one", now)
+
+
+def test_a_gap_that_shrinks_is_not_asked_for_until_it_stops_shrinking():
+    """After a broker outage the origin's backlog fills the gap in order: asking for
+    those ticks meanwhile made the origin scan its tree for what was on its way, and
+    us apply it twice. Asked for once the gap has not shrunk for repair_delay_ms."""
+    s = _schedule()
+    t = 1000
+    hi = 200_000
+    lo = 1
+    assert _ask(s, (lo, hi), t) == []  # first seen: wait repair_delay_ms
+    for _ in range(50):  # 5 s of a backlog arriving at 2,000 ticks per 100 ms
+        t += 100
+        lo += 2000
+        assert _ask(s, (lo, hi), t) == []
+    # the rest was lost: no progress any more; asked for after repair_delay_ms
+    assert _ask(s, (lo, hi), t + 100) == []
+    assert _ask(s, (lo, hi), t + 200) == []
+    (req,) = _ask(s, (lo, hi), t + 300)
+    assert req.ranges == [[lo, lo + 2000]]
+
+
+def test_repair_batches_follow_each_other_after_the_delay_not_the_backoff():
+    s = _schedule()
+    assert _ask(s, (1, 10_000), 0) == []
+    (r1,) = _ask(s, (1, 10_000), 300)
+    assert r1.ranges == [[1, 2001]]
+    assert _ask(s, (2001, 10_000), 400) == []  # the answer arrived: progress
+    (r2,) = _ask(s, (2001, 10_000), 700)  # next batch after the delay, not 1,300
+    assert r2.ranges == [[2001, 4001]]
+    # no answer: backoff (1 s after the request), then doubled
+    assert _ask(s, (2001, 10_000), 1600) == []
+    assert len(_ask(s, (2001, 10_000), 1700)) == 1
+    assert _ask(s, (2001, 10_000), 3600) == []
+    assert len(_ask(s, (2001, 10_000), 3700)) == 1
