@@ -10,6 +10,12 @@ p99 of the probes' `get`s.
 
 Bounded for the full run's budget: convergence is awaited at most ``WAIT_S`` (twice
 the target); past it the row says how much was still missing.
+
+Where the time goes: the convergence row's note gives node one's backlog at the end
+of the outage (held MiB, overflow), the repair requests it answered, and the process
+CPU seconds (``/proc/PID/stat``) of node one, node two and mosquitto from the broker's
+restart to convergence. ``DISTKV_BENCH_TRACE=1`` prints a timeline of these (and of
+the missing ticks) every second to stderr.
 """
 
 from __future__ import annotations
@@ -164,7 +170,8 @@ async def bench_repl_outage(ctx) -> list[Result]:
                 bus1 = st1.get("bus") or {}
                 _trace(
                     f"outage over: tick {tick:,} sent {s1['sent']:,} overflow "
-                    f"{s1['overflow']:,} pending {bus1.get('pending')} cpu {cpu.text(cpu_outage)}"
+                    f"{s1['overflow']:,} pending {bus1.get('pending')} held "
+                    f"{bus1.get('held_bytes')} cpu {cpu.text(cpu_outage)}"
                 )
                 st = {}
                 # one connection, opened now: a node busy repairing may be slow to
@@ -205,6 +212,7 @@ async def bench_repl_outage(ctx) -> list[Result]:
                             await trio.sleep(0.05)
                     dt = time.perf_counter() - t0
                     cpu_conv = cpu.mark()
+                    end1 = (await c1.get_state()).replication["stats"]
                 pn.cancel_scope.cancel()
             n1 = await _entries(one.port, "out")
             n2 = await _entries(two.port, "out")
@@ -213,8 +221,11 @@ async def bench_repl_outage(ctx) -> list[Result]:
             await ctx.stop(one)
     conv_note = (
         f"{outage_s} s outage, {written:,} writes in all, node one tick {tick:,}; "
-        f"entries one/two {n1:,}/{n2:,}; during the outage node one sent "
-        f"{s1['sent']:,} updates to its bus queue, overflow {s1['overflow']:,}; "
+        f"entries one/two {n1:,}/{n2:,}; node one at the outage's end: "
+        f"{bus1.get('held_bytes', 0) / 2**20:.1f} MiB held, {bus1.get('pending')} bus "
+        f"messages pending, overflow {s1['overflow']:,}; repair requests node one "
+        f"answered: {end1.get('repairs', '?')}; messages node two received: "
+        f"{(st.get('stats') or {}).get('received', 0):,}; "
         f"CPU s until converged: {_Cpu.text(cpu_conv)}"
     )
     if scope.cancelled_caught:
