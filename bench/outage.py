@@ -199,7 +199,7 @@ async def bench_repl_outage(ctx) -> list[Result]:
                                 _trace(
                                     f"   one: pending {(r1.get('bus') or {}).get('pending')} "
                                     f"held {(r1.get('bus') or {}).get('held_bytes')} "
-                                    f"sent {r1['stats']['sent']:,} two: lost {s2['lost']:,} "
+                                    f"sent {r1['stats']['sent']:,} repairs {r1['stats'].get('repairs')} two: lost {s2['lost']:,} "
                                     f"incoming {(st.get('bus') or {}).get('incoming')} "
                                     f"bus received {(st.get('bus') or {}).get('received')}"
                                 )

@@ -61,3 +61,30 @@ async def test_past_the_bound_writes_are_counted_and_repaired(autojump_clock):
         snap = tree_snapshot(cl["n2"])
         assert sum(1 for k in snap if k[:1] == ("b",)) == 1 + 3960  # b.start
         assert ("b", "k100") not in snap
+
+
+async def test_the_backlog_waits_for_peers_that_reconnect_later(autojump_clock):
+    """After a broker restart the nodes reconnect in any order; what the writer sends
+    before a peer is back is lost for it (clean sessions) and had to be repaired by
+    tree scans. The backlog waits until the peers that were online are heard from
+    again, and goes out after a bounded wait if one never comes back."""
+    net = MemoryNetwork()
+    async with open_test_cluster(3, net) as cl:
+        async with cl.client("n1") as c:
+            await c.set(P("b.start"), 0)
+            await cl.wait_converged()
+            net.stop_broker()
+            net.partition("n2", "n3")
+            for i in range(2000):
+                await c.set(P(f"b.k{i}"), i)
+            net.start_broker()  # n1 is back first
+            await trio.sleep(1)
+            assert (await c.get_state()).replication["bus"]["held_bytes"] > 0
+            net.heal("n2")  # n2 a second later; n3 never (within the test)
+            with trio.fail_after(6):
+                while (await c.get_state()).replication["bus"]["held_bytes"]:
+                    await trio.sleep(0.05)
+            await cl.stop("n3")
+            await cl.wait_converged()
+        assert cl["n1"].replicator.stats["repairs"] == 0
+        assert sum(1 for k in tree_snapshot(cl["n2"]) if k[:1] == ("b",)) == 2001

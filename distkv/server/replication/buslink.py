@@ -27,6 +27,7 @@ import socket
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -35,7 +36,7 @@ from ...core.admission import BusSeal, refusal
 from ...core.replica import PRESENCE, REPAIR, UPDATE, Presence, Repair, decode, encode
 from ...exceptions import DistKVError
 from ...wire import codec
-from .held import HeldMessages
+from .held import HeldMessages, not_held, peers_back
 
 if TYPE_CHECKING:
     from ...core.replica import Replica
@@ -54,6 +55,9 @@ SCAN_SLICE = 2000
 #: Held bytes handed to the bus in one step (after an outage: the backlog goes out in
 #: steps of this size, each once the previous one is acknowledged by the broker).
 SEND_SLICE = 1024 * 1024
+#: Longest wait after a reconnect for the peers to be back before sending what was held
+#: (see ``held.peers_back``); peers reconnect within the bus's max_backoff (default 1 s).
+PEERS_BACK_S = 5.0
 
 
 def payloads(packed: list[bytes]) -> Iterator[tuple[bytes, int]]:
@@ -202,7 +206,7 @@ class BusLink:
                 if m["type"] == PRESENCE:
                     self._set_presence(m)
             return
-        name = self.name
+        own = f"update/{self.name}"
         # Never connected (no broker yet, or none at all): nobody to tell, and queueing
         # would only fill memory; peers learn these ticks by presence and repair.
         # After a connection was lost, messages are held (up to outage_backlog_mb) and
@@ -218,8 +222,11 @@ class BusLink:
                 self.stats["unsent"] += 1
                 continue
             to = m.get("to")
-            topic = f"repair/{to}" if to is not None else f"update/{name}"
-            if not held.add(topic, codec.packb(m)):
+            if to is None:
+                ok = held.add(own, codec.packb(m), m.get("tick"))
+            else:
+                ok = held.add(f"repair/{to}", codec.packb(m))
+            if not ok:
                 self.stats["overflow"] += 1  # peers repair it
         if held:
             # coalesce_task sends them (once the bus is connected), after this batch's
@@ -293,6 +300,7 @@ class BusLink:
                 while self._held:
                     if not bus.connected:
                         await bus.wait_connected()
+                        await self._wait_peers_back()
                     if bus.pending:  # else drain() would only cost a scheduler round
                         await bus.drain()
                     wait = self._next_send - trio.current_time()
@@ -306,6 +314,15 @@ class BusLink:
             # shutting down: hand what is held to the bus, whose clean close sends it
             if self._held and not bus.closed:
                 self._send_held()
+
+    async def _wait_peers_back(self) -> None:
+        """After a reconnect: wait (at most :data:`PEERS_BACK_S`) until every peer
+        that was online has been heard from again (``held.peers_back``)."""
+        since = self.clock()
+        peers = self.replica.peers
+        with trio.move_on_after(PEERS_BACK_S):
+            while not peers_back(peers.values(), since):
+                await trio.sleep(0.02)
 
     def _set_presence(self, m: dict) -> None:
         m["addr"] = self._advertise()
@@ -363,6 +380,11 @@ class BusLink:
                 else:
                     key = next(iter(self._repairs))
                     msg = self._repairs.pop(key)
+                    if msg.origin == self.name and self._held:
+                        # what we still hold is on its way: don't scan for it
+                        msg = replace(msg, ranges=not_held(msg.ranges, self._held))
+                        if not msg.ranges:
+                            continue
                     self.stats["repairs"] += 1
                     r = self.replica
                     for _ in r.answer_repair(msg, pause=SCAN_SLICE):

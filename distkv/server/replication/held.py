@@ -16,12 +16,41 @@ Pure: no bus, no trio. :class:`BusLink <.buslink.BusLink>` feeds it and drains i
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
+from typing import Protocol
 
-__all__ = ["HeldMessages"]
+from ...core.ticks import TickSet
+
+__all__ = ["HeldMessages", "not_held", "peers_back"]
+
+
+class _Peer(Protocol):
+    online: bool
+    last_ms: int
+
+
+def peers_back(peers: Iterable[_Peer], since_ms: int) -> bool:
+    """Whether every peer that is online, as far as we know, has been heard from
+    (presence) since ``since_ms``: the moment our bus came back.
+
+    Why the backlog waits for this: messages are not kept by the broker for a node that
+    is not connected (clean sessions), and after a broker restart the nodes reconnect
+    in any order, up to the bus's ``max_backoff`` apart. A backlog sent before a peer
+    was back was lost for it and had to be repaired (one run: 9 repair requests, each a
+    scan of node one's tree, 1.3 s client round trips). A peer's presence is published
+    once its subscriptions are in place, so once it is heard, it gets what follows.
+    A peer that said goodbye (offline presence) is not waited for; one that vanished
+    without a will is waited for until the caller's timeout."""
+    return all(not p.online or p.last_ms >= since_ms for p in peers)
 
 
 class HeldMessages:
-    """Packed messages by topic, in order, at most ``max_bytes`` in all."""
+    """Packed messages by topic, in order, at most ``max_bytes`` in all.
+
+    A message may carry a tick (this node's own updates do): :meth:`ticks` tells
+    which are still held, so that a repair request for them need not be answered
+    (they are on their way; see :func:`not_held`). Kept as runs, a few ints per
+    outage, not one per message."""
 
     def __init__(self, max_bytes: int):
         if max_bytes < 1:
@@ -31,6 +60,9 @@ class HeldMessages:
         self.bytes = 0
         self._count = 0
         self._topics: dict[str, deque[bytes]] = {}
+        # per topic, the ticks of its held messages in order: runs [first tick, count]
+        # (first tick None: messages without a tick)
+        self._runs: dict[str, deque[list]] = {}
 
     def __len__(self) -> int:
         return self._count
@@ -38,30 +70,41 @@ class HeldMessages:
     def __bool__(self) -> bool:
         return self._count > 0
 
-    def add(self, topic: str, packed: bytes) -> bool:
-        """Hold ``packed`` for ``topic``; False (and nothing held) if that would exceed
-        the bound."""
+    def add(self, topic: str, packed: bytes, tick: int | None = None) -> bool:
+        """Hold ``packed`` for ``topic`` (``tick``: the own write it carries, if any);
+        False (and nothing held) if that would exceed the bound."""
         n = len(packed)
         if self.bytes + n > self.max_bytes:
             return False
         q = self._topics.get(topic)
         if q is None:
             q = self._topics[topic] = deque()
+            self._runs[topic] = deque()
         q.append(packed)
         self.bytes += n
         self._count += 1
+        runs = self._runs[topic]
+        last = runs[-1] if runs else None
+        if last is not None and (
+            (tick is None and last[0] is None)
+            or (tick is not None and last[0] is not None and last[0] + last[1] == tick)
+        ):
+            last[1] += 1
+        else:
+            runs.append([tick, 1])
         return True
 
     def take(self, max_bytes: int | None = None) -> list[tuple[str, list[bytes]]]:
         """Remove and return held messages, oldest first per topic, about ``max_bytes``
         of them (at least one message if any is held; None: all)."""
-        out: list[tuple[str, list[bytes]]] = []
         if max_bytes is None:
             out = [(t, list(q)) for t, q in self._topics.items()]
             self._topics = {}
+            self._runs = {}
             self.bytes = 0
             self._count = 0
             return out
+        out: list[tuple[str, list[bytes]]] = []
         budget = max_bytes
         for topic in list(self._topics):
             q = self._topics[topic]
@@ -74,8 +117,43 @@ class HeldMessages:
             self._count -= len(got)
             if got:
                 out.append((topic, got))
+                self._drop_runs(topic, len(got))
             if not q:
                 del self._topics[topic]
+                del self._runs[topic]
             if budget <= 0:
                 break
         return out
+
+    def _drop_runs(self, topic: str, n: int) -> None:
+        runs = self._runs[topic]
+        while n:
+            run = runs[0]
+            k = min(n, run[1])
+            if run[0] is not None:
+                run[0] += k
+            run[1] -= k
+            n -= k
+            if not run[1]:
+                runs.popleft()
+
+    def ticks(self) -> TickSet:
+        """The ticks of the held messages that carry one."""
+        out = TickSet()
+        for runs in self._runs.values():
+            for t, k in runs:
+                if t is not None:
+                    out.add_range(t, t + k)
+        return out
+
+
+def not_held(ranges: list, held: HeldMessages) -> list:
+    """The part of a repair request for this node's own ``ranges`` that is not in
+    ``held``: the rest is on its way (after a reconnect, in the backlog). Answering
+    those ticks cost
+    a tree scan each time a peer that was back before the backlog went out (see
+    :func:`peers_back`) asked for them. Nothing is lost by not answering: a requester
+    asks again after its backoff."""
+    if not held:
+        return ranges
+    return (TickSet.from_list(ranges) - held.ticks()).to_list()

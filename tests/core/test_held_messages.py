@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from distkv.core.replica.repair import RepairSchedule
-from distkv.server.replication.held import HeldMessages
+from distkv.server.replication.held import HeldMessages, not_held, peers_back
 
 TOPICS = ["update/a", "repair/b", "repair/c"]
 
@@ -23,18 +23,24 @@ ops = st.lists(
 def test_held_messages_bounded_in_order_each_once(bound, script):
     """Whatever is added and taken: never more than the bound is held; every message
     added is either refused at once or comes out exactly once, in order per topic;
-    a take hands out at least one message (if any) and not much more than asked."""
+    a take hands out at least one message (if any) and not much more than asked; the
+    ticks it reports held are exactly those of the held messages that carry one (own
+    updates: increasing ticks, some refused)."""
     held = HeldMessages(bound)
     accepted: dict[str, list[bytes]] = {t: [] for t in TOPICS}
     out: dict[str, list[bytes]] = {t: [] for t in TOPICS}
+    tick_of: dict[bytes, int] = {}
     n = 0
     for op, a, b in script:
         if op == "add":
             n += 1
             msg = n.to_bytes(4, "big") + b"x" * max(0, b - 4)
             before = held.bytes
-            if held.add(a, msg):
+            tick = n if a == "update/a" else None  # own updates carry their tick
+            if held.add(a, msg, tick):
                 accepted[a].append(msg)
+                if tick is not None:
+                    tick_of[msg] = tick
             else:
                 assert before + len(msg) > bound and held.bytes == before
         else:
@@ -50,6 +56,9 @@ def test_held_messages_bounded_in_order_each_once(bound, script):
             for topic, ps in got:
                 out[topic].extend(ps)
         assert 0 <= held.bytes <= bound
+        done = set(out["update/a"])
+        want = {tick_of[m] for m in accepted["update/a"] if m not in done}
+        assert set(held.ticks()) == want
     for topic, ps in held.take():
         out[topic].extend(ps)
     assert out == accepted
@@ -64,6 +73,21 @@ def test_held_messages_refuse_past_the_bound_and_accept_again_after_a_take():
     assert held.bytes == 100 and len(held) == 2
     assert held.take(1) == [("update/a", [b"x" * 60])]
     assert held.add("update/a", b"y" * 60)
+
+
+def test_repair_requests_for_held_ticks_are_not_answered():
+    """A peer back before the backlog went out asks for ticks that are on their way:
+    only the rest is answered (each answer of ticks the rings lack is a tree scan)."""
+    held = HeldMessages(10_000)
+    for t in range(10, 20):
+        held.add("update/me", b"u", t)
+    held.add("repair/x", b"r")
+    assert not_held([[1, 30]], held) == [[1, 10], [20, 30]]
+    assert not_held([[12, 15]], held) == []
+    held.take(3)  # ticks 10-12 went out
+    assert not_held([[1, 30]], held) == [[1, 13], [20, 30]]
+    held.take()
+    assert not_held([[12, 15]], held) == [[12, 15]]
 
 
 def _schedule() -> RepairSchedule:
@@ -108,3 +132,16 @@ def test_repair_batches_follow_each_other_after_the_delay_not_the_backoff():
     assert len(_ask(s, (2001, 10_000), 1700)) == 1
     assert _ask(s, (2001, 10_000), 3600) == []
     assert len(_ask(s, (2001, 10_000), 3700)) == 1
+
+
+class _P:
+    def __init__(self, online: bool, last_ms: int):
+        self.online = online
+        self.last_ms = last_ms
+
+
+def test_peers_back_once_every_online_peer_was_heard_since_the_reconnect():
+    assert peers_back([], 1000)  # a lone node waits for nobody
+    assert not peers_back([_P(True, 999), _P(True, 1200)], 1000)
+    assert peers_back([_P(True, 1000), _P(True, 1200)], 1000)
+    assert peers_back([_P(False, 10), _P(True, 1200)], 1000)  # it said goodbye
