@@ -119,6 +119,18 @@ def test_a_gap_that_shrinks_is_not_asked_for_until_it_stops_shrinking():
     assert req.ranges == [[lo, lo + 2000]]
 
 
+def test_a_gap_that_keeps_shrinking_is_asked_for_after_max_backoff_at_the_latest():
+    s = _schedule()
+    assert _ask(s, (1, 1_000_000), 0) == []
+    lo = 1
+    for t in range(100, 30_000, 100):
+        lo += 10
+        assert _ask(s, (lo, 1_000_000), t) == []
+    lo += 10
+    (req,) = _ask(s, (lo, 1_000_000), 30_000)
+    assert req.ranges == [[lo, lo + 2000]]
+
+
 def test_repair_batches_follow_each_other_after_the_delay_not_the_backoff():
     s = _schedule()
     assert _ask(s, (1, 10_000), 0) == []

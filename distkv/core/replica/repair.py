@@ -64,7 +64,7 @@ class RecentWrites:
 
 class RepairSchedule:
     """When to ask whom for which missing ticks (per origin: next time, attempts,
-    how many were missing last time)."""
+    how many were missing last time, when the gap was first seen or last asked for)."""
 
     def __init__(self, name: str, *, delay_ms: int, backoff_ms: int, max_backoff_ms: int,
                  max_ticks: int):  # fmt: skip
@@ -73,7 +73,8 @@ class RepairSchedule:
         self.backoff_ms = backoff_ms
         self.max_backoff_ms = max_backoff_ms
         self.max_ticks = max_ticks
-        self._state: dict[str, list[int]] = {}  # origin -> [next_ms, attempts, missing]
+        # origin -> [next_ms, attempts, missing, since_ms]
+        self._state: dict[str, list[int]] = {}
 
     def requests(
         self,
@@ -92,7 +93,7 @@ class RepairSchedule:
             count = sum(b - a for a, b in g)
             st = st_all.get(o)
             if st is None:
-                st_all[o] = [now_ms + self.delay_ms, 0, count]
+                st_all[o] = [now_ms + self.delay_ms, 0, count, now_ms]
                 continue
             if count < st[2]:
                 # progress: reset the backoff, and ask for the next batch once the gap
@@ -101,9 +102,10 @@ class RepairSchedule:
                 # what fills it is on its way (after a broker outage: the peer's
                 # backlog, 500k updates in order), and asking for it again would make
                 # the peer scan its tree for what we are about to get (and us apply it
-                # twice)
+                # twice). Bounded: a gap is asked for at the latest max_backoff_ms
+                # after it was first seen or last asked for, shrinking or not.
                 st[1] = 0
-                st[0] = now_ms + self.delay_ms
+                st[0] = min(now_ms + self.delay_ms, st[3] + self.max_backoff_ms)
             st[2] = count
             if now_ms < st[0]:
                 continue
@@ -121,6 +123,7 @@ class RepairSchedule:
                 if budget <= 0:
                     break
             out.append(Repair(peer, self.name, o, ranges, dict(horizon)))
+            st[3] = now_ms
             st[1] += 1
             st[0] = now_ms + min(self.backoff_ms << min(st[1] - 1, 20), self.max_backoff_ms)
         return out

@@ -319,9 +319,11 @@ class BusLink:
         """After a reconnect: wait (at most :data:`PEERS_BACK_S`) until every peer
         that was online has been heard from again (``held.peers_back``)."""
         since = self.clock()
-        peers = self.replica.peers
+        # members: heard from within forget_after_ms (a node that vanished an hour ago
+        # without a will is not waited for on every reconnect)
+        peers = self.replica.members(since)
         with trio.move_on_after(PEERS_BACK_S):
-            while not peers_back(peers.values(), since):
+            while not peers_back(peers, since):
                 await trio.sleep(0.02)
 
     def _set_presence(self, m: dict) -> None:
