@@ -19,18 +19,38 @@ ops = st.lists(
 )
 
 
-@given(st.integers(1, 2000), ops)
-def test_held_messages_bounded_in_order_each_once(bound, script):
+def _split(chunks, msgs):
+    """Check that ``chunks`` ((concatenated messages, count), ...) are the next
+    messages of the iterator ``msgs``, whole; return how many there were."""
+    n = 0
+    for chunk, count in chunks:
+        assert count >= 1
+        assert chunk == b"".join(next(msgs) for _ in range(count))
+        n += count
+    return n
+
+
+@given(st.integers(1, 2000), st.integers(1, 700), ops)
+def test_held_messages_bounded_in_order_each_once(bound, chunk, script):
     """Whatever is added and taken: never more than the bound is held; every message
-    added is either refused at once or comes out exactly once, in order per topic;
-    a take hands out at least one message (if any) and not much more than asked; the
-    ticks it reports held are exactly those of the held messages that carry one (own
-    updates: increasing ticks, some refused)."""
-    held = HeldMessages(bound)
+    added is either refused at once or comes out exactly once, whole, in order per
+    topic, in chunks of at most ``chunk`` bytes unless one message is larger; a take
+    hands out at least one chunk (if any) and not much more than asked; the ticks it
+    reports held are exactly those of the held messages that carry one (own updates:
+    increasing ticks, some refused)."""
+    held = HeldMessages(bound, chunk)
     accepted: dict[str, list[bytes]] = {t: [] for t in TOPICS}
-    out: dict[str, list[bytes]] = {t: [] for t in TOPICS}
+    streams = {t: iter(()) for t in TOPICS}
+    taken = dict.fromkeys(TOPICS, 0)
     tick_of: dict[bytes, int] = {}
     n = 0
+
+    def check(got):
+        for topic, chunks in got:
+            for c, count in chunks:
+                assert len(c) <= chunk or count == 1
+            taken[topic] += _split(chunks, streams[topic])
+
     for op, a, b in script:
         if op == "add":
             n += 1
@@ -39,6 +59,7 @@ def test_held_messages_bounded_in_order_each_once(bound, script):
             tick = n if a == "update/a" else None  # own updates carry their tick
             if held.add(a, msg, tick):
                 accepted[a].append(msg)
+                streams[a] = iter(accepted[a][taken[a] :])
                 if tick is not None:
                     tick_of[msg] = tick
             else:
@@ -46,39 +67,43 @@ def test_held_messages_bounded_in_order_each_once(bound, script):
         else:
             had = len(held)
             got = held.take(a)
-            sizes = [len(p) for _, ps in got for p in ps]
             if had:
-                assert sizes
+                assert got
             if a is None:
                 assert not held
-            elif len(sizes) > 1:
-                assert sum(sizes[:-1]) < a  # only the last one may overshoot
-            for topic, ps in got:
-                out[topic].extend(ps)
+            else:
+                sizes = [len(c) for _, cs in got for c, _ in cs]
+                assert sum(sizes[:-1]) < max(a, 1)  # only the last chunk may overshoot
+            check(got)
+            for t in TOPICS:
+                streams[t] = iter(accepted[t][taken[t] :])
         assert 0 <= held.bytes <= bound
-        done = set(out["update/a"])
-        want = {tick_of[m] for m in accepted["update/a"] if m not in done}
+        want = {tick_of[m] for m in accepted["update/a"][taken["update/a"] :]}
         assert set(held.ticks()) == want
-    for topic, ps in held.take():
-        out[topic].extend(ps)
-    assert out == accepted
+    check(held.take())
+    assert taken == {t: len(accepted[t]) for t in TOPICS}
     assert held.bytes == 0 and not held
 
 
 def test_held_messages_refuse_past_the_bound_and_accept_again_after_a_take():
-    held = HeldMessages(100)
+    held = HeldMessages(100, chunk_bytes=50)
     assert held.add("update/a", b"x" * 60)
     assert not held.add("update/a", b"y" * 60)  # 120 > 100
-    assert held.add("repair/b", b"z" * 40)
-    assert held.bytes == 100 and len(held) == 2
-    assert held.take(1) == [("update/a", [b"x" * 60])]
+    assert held.add("repair/b", b"z" * 20)
+    assert held.add("repair/b", b"w" * 20)
+    assert held.bytes == 100 and len(held) == 3
+    assert held.take(1) == [("update/a", [(b"x" * 60, 1)])]
     assert held.add("update/a", b"y" * 60)
+    assert held.take() == [
+        ("repair/b", [(b"z" * 20 + b"w" * 20, 2)]),
+        ("update/a", [(b"y" * 60, 1)]),
+    ]
 
 
 def test_repair_requests_for_held_ticks_are_not_answered():
     """A peer back before the backlog went out asks for ticks that are on their way:
     only the rest is answered (each answer of ticks the rings lack is a tree scan)."""
-    held = HeldMessages(10_000)
+    held = HeldMessages(10_000, chunk_bytes=3)  # three of these per chunk
     for t in range(10, 20):
         held.add("update/me", b"u", t)
     held.add("repair/x", b"r")

@@ -25,7 +25,7 @@ import logging
 import os
 import socket
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__package__)  # one logger for the replicator's parts
 
-__all__ = ["MAX_PAYLOAD", "BusLink", "advertised_address", "payloads"]
+__all__ = ["MAX_PAYLOAD", "BusLink", "advertised_address"]
 
 #: Largest bus payload a batch of messages is packed into.
 MAX_PAYLOAD = 64 * 1024
@@ -60,27 +60,12 @@ SEND_SLICE = 1024 * 1024
 PEERS_BACK_S = 5.0
 
 
-def payloads(packed: list[bytes]) -> Iterator[tuple[bytes, int]]:
-    """Pack msgpack-encoded messages into payloads: one message as itself, several as
-    a msgpack array (``0xdd`` array32 header + the concatenated messages), each at most
-    about :data:`MAX_PAYLOAD` bytes. Yields ``(payload, message count)``."""
-    if len(packed) == 1:
-        yield packed[0], 1
-        return
-    chunk: list[bytes] = []
-    size = 0
-    for p in packed:
-        if chunk and size + len(p) > MAX_PAYLOAD:
-            yield _array(chunk), len(chunk)
-            chunk, size = [], 0
-        chunk.append(p)
-        size += len(p)
-    if chunk:
-        yield (_array(chunk), len(chunk)) if len(chunk) > 1 else (chunk[0], 1)
-
-
-def _array(parts: list[bytes]) -> bytes:
-    return b"\xdd" + len(parts).to_bytes(4, "big") + b"".join(parts)
+def _payload(chunk: bytes, count: int) -> bytes:
+    """One bus payload: one message as itself, several (``chunk`` holds them
+    concatenated) as a msgpack array (``0xdd`` array32 header + the messages)."""
+    if count == 1:
+        return chunk
+    return b"\xdd" + count.to_bytes(4, "big") + chunk
 
 
 def advertised_address(scfg: dict, ports: list) -> list | None:
@@ -157,7 +142,7 @@ class BusLink:
         self._presence_evt = trio.Event()
         # Outgoing messages by topic, waiting for the bus (see _send_held), also all
         # those made while the broker is away (``server.outage_backlog_mb``, see held.py)
-        self._held = HeldMessages(max_held)
+        self._held = HeldMessages(max_held, MAX_PAYLOAD)
         self._held_evt = trio.Event()
         self._next_send = 0.0
         # Incoming work too large for one step (see handle and backlog_task).
@@ -264,9 +249,10 @@ class BusLink:
         n = 0
         # one send for all of them, from this task (no wake-up of the bus's writer)
         with bus.writing_together():
-            for topic, packed in self._held.take(limit):
-                n += len(packed)
-                for payload, count in payloads(packed):
+            for topic, chunks in self._held.take(limit):
+                for chunk, count in chunks:
+                    n += count
+                    payload = _payload(chunk, count)
                     if bus.pending >= bus.max_pending:
                         self.stats["overflow"] += count
                         continue

@@ -44,22 +44,33 @@ def peers_back(peers: Iterable[_Peer], since_ms: int) -> bool:
     return all(not p.online or p.last_ms >= since_ms for p in peers)
 
 
+#: Messages for one topic are packed into chunks of at most this many bytes (one
+#: message larger than that is a chunk of its own): a chunk is one bus payload.
+CHUNK_BYTES = 64 * 1024
+
+
 class HeldMessages:
-    """Packed messages by topic, in order, at most ``max_bytes`` in all.
+    """Packed messages by topic, in order, at most ``max_bytes`` in all, packed as
+    they arrive into chunks of up to ``chunk_bytes`` (one bus payload each).
+
+    Chunks, not one bytes object per message: a small update is ~90 bytes, and a
+    bytes object of its own would add ~40 more that the bound would not see.
 
     A message may carry a tick (this node's own updates do): :meth:`ticks` tells
     which are still held, so that a repair request for them need not be answered
     (they are on their way; see :func:`not_held`). Kept as runs, a few ints per
     outage, not one per message."""
 
-    def __init__(self, max_bytes: int):
+    def __init__(self, max_bytes: int, chunk_bytes: int = CHUNK_BYTES):
         if max_bytes < 1:
             raise ValueError("max_bytes must be positive")
         self.max_bytes = max_bytes
+        self.chunk_bytes = chunk_bytes
         #: bytes held now
         self.bytes = 0
         self._count = 0
-        self._topics: dict[str, deque[bytes]] = {}
+        # per topic: chunks [bytearray of concatenated messages, message count]
+        self._topics: dict[str, deque[list]] = {}
         # per topic, the ticks of its held messages in order: runs [first tick, count]
         # (first tick None: messages without a tick)
         self._runs: dict[str, deque[list]] = {}
@@ -80,48 +91,50 @@ class HeldMessages:
         if q is None:
             q = self._topics[topic] = deque()
             self._runs[topic] = deque()
-        q.append(packed)
+        last = q[-1] if q else None
+        if last is not None and len(last[0]) + n <= self.chunk_bytes:
+            last[0] += packed
+            last[1] += 1
+        else:
+            q.append([bytearray(packed), 1])
         self.bytes += n
         self._count += 1
         runs = self._runs[topic]
-        last = runs[-1] if runs else None
-        if last is not None and (
-            (tick is None and last[0] is None)
-            or (tick is not None and last[0] is not None and last[0] + last[1] == tick)
+        run = runs[-1] if runs else None
+        if run is not None and (
+            (tick is None and run[0] is None)
+            or (tick is not None and run[0] is not None and run[0] + run[1] == tick)
         ):
-            last[1] += 1
+            run[1] += 1
         else:
             runs.append([tick, 1])
         return True
 
-    def take(self, max_bytes: int | None = None) -> list[tuple[str, list[bytes]]]:
-        """Remove and return held messages, oldest first per topic, about ``max_bytes``
-        of them (at least one message if any is held; None: all)."""
-        if max_bytes is None:
-            out = [(t, list(q)) for t, q in self._topics.items()]
-            self._topics = {}
-            self._runs = {}
-            self.bytes = 0
-            self._count = 0
-            return out
-        out: list[tuple[str, list[bytes]]] = []
+    def take(self, max_bytes: int | None = None) -> list[tuple[str, list[tuple[bytes, int]]]]:
+        """Remove and return held chunks ``(concatenated messages, how many)``, oldest
+        first per topic: whole chunks up to about ``max_bytes`` (at least one if any
+        is held; None: all)."""
+        out: list[tuple[str, list[tuple[bytes, int]]]] = []
         budget = max_bytes
         for topic in list(self._topics):
             q = self._topics[topic]
-            got: list[bytes] = []
-            while q and (budget > 0 or not (got or out)):
-                p = q.popleft()
-                budget -= len(p)
-                self.bytes -= len(p)
-                got.append(p)
-            self._count -= len(got)
+            got: list[tuple[bytes, int]] = []
+            count = 0
+            while q and (budget is None or budget > 0 or not (got or out)):
+                buf, k = q.popleft()
+                if budget is not None:
+                    budget -= len(buf)
+                self.bytes -= len(buf)
+                count += k
+                got.append((bytes(buf), k))
             if got:
+                self._count -= count
                 out.append((topic, got))
-                self._drop_runs(topic, len(got))
+                self._drop_runs(topic, count)
             if not q:
                 del self._topics[topic]
                 del self._runs[topic]
-            if budget <= 0:
+            if budget is not None and budget <= 0:
                 break
         return out
 
