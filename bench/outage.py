@@ -28,7 +28,7 @@ import trio
 
 from . import Result, at_most, benchmark
 from .cluster import _broker, _entries, _node
-from .procs import HOST
+from .procs import HOST, rss_bytes
 
 #: longest wait for convergence after the broker's restart (the target is 30 s)
 WAIT_S = 60
@@ -134,6 +134,7 @@ async def bench_repl_outage(ctx) -> list[Result]:
         try:
             await _entries(two.port, "x")  # two is ready
             cpu = _Cpu({"one": one.pid, "two": two.pid})
+            rss0 = rss_bytes(one.pid)
             async with trio.open_nursery() as pn:
                 for p in probes:
                     pn.start_soon(p.run)
@@ -166,6 +167,7 @@ async def bench_repl_outage(ctx) -> list[Result]:
                     tick = (await c.get_state()).tick
                     st1 = (await c.get_state()).replication
                 cpu_outage = cpu.mark()
+                rss1 = rss_bytes(one.pid)
                 s1 = st1["stats"]
                 bus1 = st1.get("bus") or {}
                 _trace(
@@ -223,7 +225,8 @@ async def bench_repl_outage(ctx) -> list[Result]:
         f"{outage_s} s outage, {written:,} writes in all, node one tick {tick:,}; "
         f"entries one/two {n1:,}/{n2:,}; node one at the outage's end: "
         f"{bus1.get('held_bytes', 0) / 2**20:.1f} MiB held, {bus1.get('pending')} bus "
-        f"messages pending, overflow {s1['overflow']:,}; repair requests node one "
+        f"messages pending, overflow {s1['overflow']:,}, RSS {rss1 / 2**20:.0f} MiB "
+        f"(before the outage {rss0 / 2**20:.0f}); repair requests node one "
         f"answered: {end1.get('repairs', '?')}; messages node two received: "
         f"{(st.get('stats') or {}).get('received', 0):,}; "
         f"CPU s until converged: {_Cpu.text(cpu_conv)}"
