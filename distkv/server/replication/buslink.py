@@ -145,6 +145,7 @@ class BusLink:
         self._held = HeldMessages(max_held, MAX_PAYLOAD)
         self._held_evt = trio.Event()
         self._next_send = 0.0
+        self._down_ms = 0  # when the bus last went down (clock ms), see link_task
         # Incoming work too large for one step (see handle and backlog_task).
         self._backlog: deque = deque()
         self._repairs: dict[tuple, Repair] = {}  # (requester, origin) -> request
@@ -284,15 +285,19 @@ class BusLink:
                 await self._held_evt.wait()
                 self._held_evt = trio.Event()
                 while self._held:
+                    connects = bus.stats.connects
                     if not bus.connected:
                         await bus.wait_connected()
-                        await self._wait_peers_back()
                     if bus.pending:  # else drain() would only cost a scheduler round
-                        await bus.drain()
+                        await bus.drain()  # (waits through a disconnect)
+                    if bus.stats.connects != connects:
+                        # the bus came back meanwhile: the peers may not be back yet
+                        await self._wait_peers_back()
+                        continue
                     wait = self._next_send - trio.current_time()
                     if wait > 0:
                         await trio.sleep(wait)
-                    if self._held and bus.connected:
+                    if self._held and bus.connected and bus.stats.connects == connects:
                         self._send_held(SEND_SLICE)
         except DistKVError:  # BusClosedError: nothing more to send
             pass
@@ -301,13 +306,26 @@ class BusLink:
             if self._held and not bus.closed:
                 self._send_held()
 
+    async def link_task(self) -> None:
+        """Note when the bus goes down (see :meth:`_wait_peers_back`)."""
+        bus = self.bus
+        try:
+            while True:
+                await bus.wait_disconnected()  # (at once before the first connection)
+                self._down_ms = self.clock()
+                await bus.wait_connected()
+        except DistKVError:  # BusClosedError
+            pass
+
     async def _wait_peers_back(self) -> None:
         """After a reconnect: wait (at most :data:`PEERS_BACK_S`) until every peer
-        that was online has been heard from again (``held.peers_back``)."""
-        since = self.clock()
+        that was online has been heard from again (``held.peers_back``) since the bus
+        went down: nothing is heard while it is down, so what was heard since came
+        after our reconnect (retained presence included)."""
+        since = self._down_ms
         # members: heard from within forget_after_ms (a node that vanished an hour ago
         # without a will is not waited for on every reconnect)
-        peers = self.replica.members(since)
+        peers = self.replica.members(self.clock())
         with trio.move_on_after(PEERS_BACK_S):
             while not peers_back(peers, since):
                 await trio.sleep(0.02)

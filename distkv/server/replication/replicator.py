@@ -263,6 +263,7 @@ class Replicator:
                     nursery.start_soon(self.readiness.catch_up, bus)
                 nursery.start_soon(link.presence_task)
                 nursery.start_soon(link.coalesce_task)
+                nursery.start_soon(link.link_task)
                 nursery.start_soon(link.backlog_task)
                 nursery.start_soon(self.joiner.run)
                 nursery.start_soon(self._periodic)
