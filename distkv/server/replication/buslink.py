@@ -8,6 +8,12 @@
   writes pile up, within ``server.bus_coalesce_ms`` of it) go out as one bus message
   (see :meth:`BusLink._send_held`). A full bus (``BusOverflowError``) is counted,
   never waited for: peers notice the gap and repair it.
+* **Outage backlog.** While the broker is away, outgoing messages are held
+  (``held.py``, bounded by ``server.outage_backlog_mb``, past it counted as overflow)
+  and sent once the broker and the peers are back, a slice at a time
+  (:meth:`BusLink.coalesce_task`): the peers apply them as they would have live
+  instead of repairing each tick. Repair requests for own ticks still held are not
+  answered (they are on their way).
 * **Presence**: the replica's presence record plus this node's client address
   (``server.advertise`` or the bound address), published retained; the last will
   marks the node offline. Peers find each other's client address there (:class:`Peers`).
@@ -231,8 +237,9 @@ class BusLink:
         return len(self._backlog)
 
     def _send_held(self, limit: int | None = None) -> None:
-        """Publish the held messages (about ``limit`` bytes of them; None: all), one
-        bus message (a msgpack array of up to :data:`MAX_PAYLOAD`) per topic.
+        """Publish the held messages (about ``limit`` bytes of them; None: all), in bus
+        messages of up to :data:`MAX_PAYLOAD` (the chunks ``held.py`` packs: one
+        message as itself, several as a msgpack array).
 
         Why coalesce: a bus message costs far more than a write, counted over the
         processes of a deployment: a send here (which wakes mosquitto), the broker's
