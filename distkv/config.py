@@ -146,6 +146,13 @@ SCHEMA = Section(
                     "while writes pile up, least ms between two bus messages of this node's"
                     " updates (writes in between travel together)",
                 ),
+                # distkv/server/replication/held.py, docs/replication.md ("A bus that is down")
+                "outage_backlog_mb": Key(
+                    Int(1),
+                    64,
+                    "MiB of this node's updates kept while the broker is away and sent on"
+                    " reconnect (past it: repaired by peers)",
+                ),
                 "advertise": Key(Nullable(Str()), None, "address peers should use for syncing"),
                 "state_dir": Key(Nullable(Str()), None, "directory for persistence"),
                 "log_dirs": Key(

@@ -1,9 +1,9 @@
 """Repair: asking for missing ticks, and finding what a peer asks for.
 
-A gap (ticks missing below the highest tick known for an origin) is requested after
-``repair_delay_ms`` (reordered messages arrive meanwhile), with exponential backoff
-per origin (reset on progress) and at most ``max_repair_ticks`` per request
-(:class:`RepairSchedule`).
+A gap (ticks missing below the highest tick known for an origin) is requested once it
+has not shrunk for ``repair_delay_ms`` (reordered messages arrive meanwhile, and after
+a broker outage the origin's backlog), with exponential backoff per origin (reset on
+progress) and at most ``max_repair_ticks`` per request (:class:`RepairSchedule`).
 
 To answer, the responder must find the entry whose chain holds a tick. A full index
 costs ~200 bytes per chain link; :class:`RecentWrites` keeps two bounded rings
@@ -64,7 +64,7 @@ class RecentWrites:
 
 class RepairSchedule:
     """When to ask whom for which missing ticks (per origin: next time, attempts,
-    how many were missing last time)."""
+    how many were missing last time, when the gap was first seen or last asked for)."""
 
     def __init__(self, name: str, *, delay_ms: int, backoff_ms: int, max_backoff_ms: int,
                  max_ticks: int):  # fmt: skip
@@ -73,7 +73,8 @@ class RepairSchedule:
         self.backoff_ms = backoff_ms
         self.max_backoff_ms = max_backoff_ms
         self.max_ticks = max_ticks
-        self._state: dict[str, list[int]] = {}  # origin -> [next_ms, attempts, missing]
+        # origin -> [next_ms, attempts, missing, since_ms]
+        self._state: dict[str, list[int]] = {}
 
     def requests(
         self,
@@ -92,13 +93,19 @@ class RepairSchedule:
             count = sum(b - a for a, b in g)
             st = st_all.get(o)
             if st is None:
-                st_all[o] = [now_ms + self.delay_ms, 0, count]
+                st_all[o] = [now_ms + self.delay_ms, 0, count, now_ms]
                 continue
             if count < st[2]:
-                # progress: reset the backoff, and ask for the next batch soon rather
-                # than after the backoff (a long gap is repaired batch after batch)
+                # progress: reset the backoff, and ask for the next batch once the gap
+                # has stopped shrinking for delay_ms, not after the backoff (a long gap
+                # is repaired batch after batch). Not sooner: while the gap shrinks,
+                # what fills it is on its way (after a broker outage: the peer's
+                # backlog, 500k updates in order), and asking for it again would make
+                # the peer scan its tree for what we are about to get (and us apply it
+                # twice). Bounded: a gap is asked for at the latest max_backoff_ms
+                # after it was first seen or last asked for, shrinking or not.
                 st[1] = 0
-                st[0] = min(st[0], now_ms + self.delay_ms)
+                st[0] = min(now_ms + self.delay_ms, st[3] + self.max_backoff_ms)
             st[2] = count
             if now_ms < st[0]:
                 continue
@@ -116,6 +123,7 @@ class RepairSchedule:
                 if budget <= 0:
                     break
             out.append(Repair(peer, self.name, o, ranges, dict(horizon)))
+            st[3] = now_ms
             st[1] += 1
             st[0] = now_ms + min(self.backoff_ms << min(st[1] - 1, 20), self.max_backoff_ms)
         return out

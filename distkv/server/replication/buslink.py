@@ -8,6 +8,12 @@
   writes pile up, within ``server.bus_coalesce_ms`` of it) go out as one bus message
   (see :meth:`BusLink._send_held`). A full bus (``BusOverflowError``) is counted,
   never waited for: peers notice the gap and repair it.
+* **Outage backlog.** While the broker is away, outgoing messages are held
+  (``held.py``, bounded by ``server.outage_backlog_mb``, past it counted as overflow)
+  and sent once the broker and the peers are back, a slice at a time
+  (:meth:`BusLink.coalesce_task`): the peers apply them as they would have live
+  instead of repairing each tick. Repair requests for own ticks still held are not
+  answered (they are on their way).
 * **Presence**: the replica's presence record plus this node's client address
   (``server.advertise`` or the bound address), published retained; the last will
   marks the node offline. Peers find each other's client address there (:class:`Peers`).
@@ -25,8 +31,9 @@ import logging
 import os
 import socket
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -35,6 +42,7 @@ from ...core.admission import BusSeal, refusal
 from ...core.replica import PRESENCE, REPAIR, UPDATE, Presence, Repair, decode, encode
 from ...exceptions import DistKVError
 from ...wire import codec
+from .held import HeldMessages, not_held, peers_back
 
 if TYPE_CHECKING:
     from ...core.replica import Replica
@@ -42,7 +50,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__package__)  # one logger for the replicator's parts
 
-__all__ = ["MAX_PAYLOAD", "BusLink", "advertised_address", "payloads"]
+__all__ = ["MAX_PAYLOAD", "BusLink", "advertised_address"]
 
 #: Largest bus payload a batch of messages is packed into.
 MAX_PAYLOAD = 64 * 1024
@@ -50,29 +58,20 @@ MAX_PAYLOAD = 64 * 1024
 SLICE_BYTES = 64 * 1024
 #: Entries a repair's tree scan walks between two yields.
 SCAN_SLICE = 2000
+#: Held bytes handed to the bus in one step (after an outage: the backlog goes out in
+#: steps of this size, each once the previous one is acknowledged by the broker).
+SEND_SLICE = 1024 * 1024
+#: Longest wait after a reconnect for the peers to be back before sending what was held
+#: (see ``held.peers_back``); peers reconnect within the bus's max_backoff (default 1 s).
+PEERS_BACK_S = 5.0
 
 
-def payloads(packed: list[bytes]) -> Iterator[tuple[bytes, int]]:
-    """Pack msgpack-encoded messages into payloads: one message as itself, several as
-    a msgpack array (``0xdd`` array32 header + the concatenated messages), each at most
-    about :data:`MAX_PAYLOAD` bytes. Yields ``(payload, message count)``."""
-    if len(packed) == 1:
-        yield packed[0], 1
-        return
-    chunk: list[bytes] = []
-    size = 0
-    for p in packed:
-        if chunk and size + len(p) > MAX_PAYLOAD:
-            yield _array(chunk), len(chunk)
-            chunk, size = [], 0
-        chunk.append(p)
-        size += len(p)
-    if chunk:
-        yield (_array(chunk), len(chunk)) if len(chunk) > 1 else (chunk[0], 1)
-
-
-def _array(parts: list[bytes]) -> bytes:
-    return b"\xdd" + len(parts).to_bytes(4, "big") + b"".join(parts)
+def _payload(chunk: bytes, count: int) -> bytes:
+    """One bus payload: one message as itself, several (``chunk`` holds them
+    concatenated) as a msgpack array (``0xdd`` array32 header + the messages)."""
+    if count == 1:
+        return chunk
+    return b"\xdd" + count.to_bytes(4, "big") + chunk
 
 
 def advertised_address(scfg: dict, ports: list) -> list | None:
@@ -120,6 +119,7 @@ class BusLink:
         stats: dict[str, int],
         max_ahead_ms: int,
         coalesce_s: float,
+        max_held: int = 64 * 1024 * 1024,
         advertise: Callable[[], list | None],
         apply: Callable[[list], None],
         after: Callable[[], None],
@@ -146,10 +146,12 @@ class BusLink:
         self._refusals_logged: set[tuple] = set()
         self._presence: dict | None = None
         self._presence_evt = trio.Event()
-        # Outgoing messages by topic, waiting for the bus (see _send_held).
-        self._held: dict[str, list[bytes]] = {}
+        # Outgoing messages by topic, waiting for the bus (see _send_held), also all
+        # those made while the broker is away (``server.outage_backlog_mb``, see held.py)
+        self._held = HeldMessages(max_held, MAX_PAYLOAD)
         self._held_evt = trio.Event()
         self._next_send = 0.0
+        self._down_ms = 0  # when the bus last went down (clock ms), see link_task
         # Incoming work too large for one step (see handle and backlog_task).
         self._backlog: deque = deque()
         self._repairs: dict[tuple, Repair] = {}  # (requester, origin) -> request
@@ -196,11 +198,12 @@ class BusLink:
                 if m["type"] == PRESENCE:
                     self._set_presence(m)
             return
-        name = self.name
+        own = f"update/{self.name}"
         # Never connected (no broker yet, or none at all): nobody to tell, and queueing
         # would only fill memory; peers learn these ticks by presence and repair.
-        # After a connection was lost, QoS 1 messages are queued (up to max_pending)
-        # and sent on reconnect, which saves repair work after short outages.
+        # After a connection was lost, messages are held (up to outage_backlog_mb) and
+        # sent on reconnect: the peers apply them as they would have live, instead of
+        # repairing each one (see held.py).
         hold = not bus.connected and not bus.stats.connects
         held = self._held
         for m in msgs:
@@ -211,20 +214,32 @@ class BusLink:
                 self.stats["unsent"] += 1
                 continue
             to = m.get("to")
-            topic = f"repair/{to}" if to is not None else f"update/{name}"
-            held.setdefault(topic, []).append(codec.packb(m))
-        if not held:
-            return
-        if bus.connected:
-            # coalesce_task sends them, after this batch's replies went out, and
-            # together with whatever else arrives while the previous message is not
-            # yet acknowledged. See _send_held for why.
+            if to is None:
+                ok = held.add(own, codec.packb(m), m.get("tick"))
+            else:
+                ok = held.add(f"repair/{to}", codec.packb(m))
+            if not ok:
+                self.stats["overflow"] += 1  # peers repair it
+        if held:
+            # coalesce_task sends them (once the bus is connected), after this batch's
+            # replies went out, and together with whatever else arrives while the
+            # previous message is not yet acknowledged. See _send_held for why.
             self._held_evt.set()
-            return
-        self._send_held()  # into the bus's offline queue, sent on reconnect
 
-    def _send_held(self) -> None:
-        """Publish the held messages, one bus message (a msgpack array) per topic.
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of messages waiting for the bus (after an outage: its backlog)."""
+        return self._held.bytes
+
+    @property
+    def incoming(self) -> int:
+        """Bus messages received and not yet applied (a burst applied in slices)."""
+        return len(self._backlog)
+
+    def _send_held(self, limit: int | None = None) -> None:
+        """Publish the held messages (about ``limit`` bytes of them; None: all), in bus
+        messages of up to :data:`MAX_PAYLOAD` (the chunks ``held.py`` packs: one
+        message as itself, several as a msgpack array).
 
         Why coalesce: a bus message costs far more than a write, counted over the
         processes of a deployment: a send here (which wakes mosquitto), the broker's
@@ -239,13 +254,13 @@ class BusLink:
         is bounded by that interval plus a broker round trip.
         """
         bus = self.bus
-        held, self._held = self._held, {}
         n = 0
         # one send for all of them, from this task (no wake-up of the bus's writer)
         with bus.writing_together():
-            for topic, packed in held.items():
-                n += len(packed)
-                for payload, count in payloads(packed):
+            for topic, chunks in self._held.take(limit):
+                for chunk, count in chunks:
+                    n += count
+                    payload = _payload(chunk, count)
                     if bus.pending >= bus.max_pending:
                         self.stats["overflow"] += count
                         continue
@@ -265,26 +280,62 @@ class BusLink:
 
         Sending from this task rather than from :meth:`flush` also means the batch's
         replies go out first: the send to the broker (and the wake-up of mosquitto it
-        causes) no longer sits between a client's request and its answer."""
+        causes) no longer sits between a client's request and its answer.
+
+        While the broker is away, messages stay held (bounded, see held.py); once it is
+        back they go out :data:`SEND_SLICE` bytes at a time, each slice once the
+        previous one is acknowledged: a 50 MB backlog neither blocks this node's
+        clients nor sits in the bus twice (held and as MQTT packets)."""
         bus = self.bus
         try:
             while True:
                 await self._held_evt.wait()
                 self._held_evt = trio.Event()
                 while self._held:
+                    connects = bus.stats.connects
+                    if not bus.connected:
+                        await bus.wait_connected()
                     if bus.pending:  # else drain() would only cost a scheduler round
-                        await bus.drain()
+                        await bus.drain()  # (waits through a disconnect)
+                    if bus.stats.connects != connects:
+                        # the bus came back meanwhile: the peers may not be back yet
+                        await self._wait_peers_back()
+                        continue
                     wait = self._next_send - trio.current_time()
                     if wait > 0:
                         await trio.sleep(wait)
-                    if self._held:
-                        self._send_held()
+                    if self._held and bus.connected and bus.stats.connects == connects:
+                        self._send_held(SEND_SLICE)
         except DistKVError:  # BusClosedError: nothing more to send
             pass
         finally:
             # shutting down: hand what is held to the bus, whose clean close sends it
             if self._held and not bus.closed:
                 self._send_held()
+
+    async def link_task(self) -> None:
+        """Note when the bus goes down (see :meth:`_wait_peers_back`)."""
+        bus = self.bus
+        try:
+            while True:
+                await bus.wait_disconnected()  # (at once before the first connection)
+                self._down_ms = self.clock()
+                await bus.wait_connected()
+        except DistKVError:  # BusClosedError
+            pass
+
+    async def _wait_peers_back(self) -> None:
+        """After a reconnect: wait (at most :data:`PEERS_BACK_S`) until every peer
+        that was online has been heard from again (``held.peers_back``) since the bus
+        went down: nothing is heard while it is down, so what was heard since came
+        after our reconnect (retained presence included)."""
+        since = self._down_ms
+        # members: heard from within forget_after_ms (a node that vanished an hour ago
+        # without a will is not waited for on every reconnect)
+        peers = self.replica.members(self.clock())
+        with trio.move_on_after(PEERS_BACK_S):
+            while not peers_back(peers, since):
+                await trio.sleep(0.02)
 
     def _set_presence(self, m: dict) -> None:
         m["addr"] = self._advertise()
@@ -342,6 +393,12 @@ class BusLink:
                 else:
                     key = next(iter(self._repairs))
                     msg = self._repairs.pop(key)
+                    if msg.origin == self.name and self._held:
+                        # what we still hold is on its way: don't scan for it
+                        msg = replace(msg, ranges=not_held(msg.ranges, self._held))
+                        if not msg.ranges:
+                            continue
+                    self.stats["repairs"] += 1
                     r = self.replica
                     for _ in r.answer_repair(msg, pause=SCAN_SLICE):
                         if len(r.outbox) >= SCAN_SLICE:

@@ -48,6 +48,7 @@ STAT_KEYS = (
     "sent",
     "received",
     "overflow",
+    "repairs",
     "unsent",
     "bad_messages",
     "lost",
@@ -134,6 +135,7 @@ class Replicator:
             stats=self.stats,
             max_ahead_ms=int(scfg.get("max_clock_ahead_ms", 60_000)),
             coalesce_s=max(0.0, float(scfg.get("bus_coalesce_ms", 2)) / 1000),
+            max_held=int(scfg.get("outage_backlog_mb", 64)) * 1024 * 1024,
             advertise=lambda: advertised_address(scfg, server.ports),
             apply=self.apply,
             after=self._after,
@@ -261,6 +263,7 @@ class Replicator:
                     nursery.start_soon(self.readiness.catch_up, bus)
                 nursery.start_soon(link.presence_task)
                 nursery.start_soon(link.coalesce_task)
+                nursery.start_soon(link.link_task)
                 nursery.start_soon(link.backlog_task)
                 nursery.start_soon(self.joiner.run)
                 nursery.start_soon(self._periodic)
@@ -320,6 +323,8 @@ class Replicator:
                 "root": self.root,
                 "connected": bus.connected,
                 "pending": bus.pending,
+                "held_bytes": self.link.held_bytes,
+                "incoming": self.link.incoming,
                 **asdict(bus.stats),
             }
         return out
