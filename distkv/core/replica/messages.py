@@ -55,7 +55,10 @@ Seen = dict  # {origin: Ranges}
 
 def as_chain(c: Iterable) -> Chain:
     """A chain from the wire (lists) as the tuple of tuples that Entry.merge compares."""
-    return tuple((n, t) for n, t in c)
+    if type(c) is list and len(c) == 1:  # most chains from the wire: one writer
+        ((n, t),) = c
+        return ((n, t),)
+    return tuple([(n, t) for n, t in c])
 
 
 @dataclass(slots=True)
