@@ -140,11 +140,45 @@ def plain_update(m: dict, now_ms: int, max_ahead_ms: int) -> bool:
     return None not in path  # (system paths start with None: refusal looks closer)
 
 
+#: The keys an ``entry`` may have for :func:`plain_entry` to accept it.
+_ENTRY_KEYS = frozenset(("type", "path", "value", "chain", "tock", "to"))
+
+
+def plain_entry(m: dict, now_ms: int, max_ahead_ms: int) -> bool:
+    """:func:`plain_update` for ``entry`` messages (a repair answer after an outage
+    brings hundreds of thousands): True only if :func:`full_refusal` accepts it."""
+    tock = m.get("tock")
+    chain = m.get("chain")
+    path = m.get("path")
+    to = m.get("to", "-")
+    if not (
+        type(tock) is int
+        and tock >= 0
+        and (tock >> SHIFT) - now_ms <= max_ahead_ms
+        and type(chain) is list
+        and 0 < len(chain) <= 10_000
+        and isinstance(path, tuple)
+        and type(to) is str
+        and 0 < len(to) <= 255
+        and m.keys() <= _ENTRY_KEYS
+    ):
+        return False
+    for lk in chain:
+        if not (type(lk) is list and len(lk) == 2 and _name(lk[0]) and _is_tick(lk[1])):
+            return False
+    return None not in path  # (system paths start with None: refusal looks closer)
+
+
 def refusal(m: Any, now_ms: int, max_ahead_ms: int) -> str | None:
     """Why message ``m`` from the bus must not reach the replica, or None if it may.
     The reason is one short phrase for the log and the counters."""
-    if type(m) is dict and m.get("type") == "update" and plain_update(m, now_ms, max_ahead_ms):
-        return None
+    if type(m) is dict:
+        typ = m.get("type")
+        if typ == "update":
+            if plain_update(m, now_ms, max_ahead_ms):
+                return None
+        elif typ == "entry" and plain_entry(m, now_ms, max_ahead_ms):
+            return None
     return full_refusal(m, now_ms, max_ahead_ms)
 
 

@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from distkv.bus.memory import MemoryNetwork
-from distkv.core.admission import MAX_TICK, BusSeal, full_refusal, plain_update, refusal
+from distkv.core.admission import (
+    MAX_TICK,
+    BusSeal,
+    full_refusal,
+    plain_entry,
+    plain_update,
+    refusal,
+)
 from distkv.core.clock import SHIFT
 from distkv.testing.cluster import open_test_cluster
 from distkv.util import P, Path
@@ -122,11 +129,11 @@ _FIELDS = {
     "prev": [4, 2**62, 2**64],
     "tock": [(NOW + 3_600_000) << SHIFT, ((NOW + 60_000) << SHIFT) + 5,
              ((NOW + 60_001) << SHIFT)],
-    "chain": [[["n1", 5], ["n2", 3]], [("n1", 5)], (("n1", 5),), [["n1", True]],
+    "chain": [[["n1", 5], ["n2", 3]], [], [["n1", 5], ["n2", 2**62]], [("n1", 5)], (("n1", 5),), [["n1", True]],
               [["n1", 5, 1]], [[b"n1", 5]], [["n1", 5], ["n2", -3]], [["n1", 5], "n2"],
               [["n1", 5], ["", 3]], [["n1", 5]] * 10_001, [["n1", 5.0]]],
     "path": [Path(None, "x"), P("a"), ("a", None), ["a", "b"], "a.b", Path(), (None,)],
-    "to": ["n2"], "origin": [5, "n3"], "ranges": [[[1, 2]], 5], "seen": [{}, 5],
+    "to": ["n2", "n" * 256], "origin": [5, "n3"], "ranges": [[[1, 2]], 5], "seen": [{}, 5],
     "horizon": [{}, 5], "other": [1],
     # node, tick and the chain's head changed together
     "head": [("x" * 256, 5), ("", 5), ("n1", 2**62), ("n1", -1), ("n1", True),
@@ -134,8 +141,15 @@ _FIELDS = {
 }  # fmt: skip
 
 
-def _changed(changes: list[tuple[str, object]]) -> dict:
-    m = update(prev=3)
+def entry(**over):
+    m = {"type": "entry", "path": P("a.b"), "value": 1, "chain": [["n1", 5], ["n2", 3]],
+         "tock": NOW << SHIFT, "to": "n2"}  # fmt: skip
+    m.update(over)
+    return m
+
+
+def _changed(base: dict, changes: list[tuple[str, object]]) -> dict:
+    m = dict(base)
     for k, v in changes:
         if k == "head" and isinstance(v, tuple) and len(v) == 2:
             m["node"], m["tick"] = v
@@ -148,14 +162,18 @@ def _changed(changes: list[tuple[str, object]]) -> dict:
     return m
 
 
-def test_the_shortcut_for_plain_updates_refuses_what_the_full_check_refuses():
-    """refusal() takes a shortcut for ordinary updates (every replicated write goes
-    through it): it must give what the full check gives, for a valid update and for
-    every one with one odd field."""
-    for k, pool in _FIELDS.items():
-        for v in [*pool, *_ODD]:
-            m = _changed([(k, v)])
-            assert refusal(m, NOW, 60_000) == full_refusal(m, NOW, 60_000), m
+BASES = [update(prev=3), entry(), entry(to="n2" * 100)]
+
+
+def test_the_shortcut_for_plain_messages_refuses_what_the_full_check_refuses():
+    """refusal() takes a shortcut for ordinary updates and entries (every replicated
+    write goes through it): it must give what the full check gives, for valid ones
+    and for every one with one odd field."""
+    for base in BASES:
+        for k, pool in _FIELDS.items():
+            for v in [*pool, *_ODD]:
+                m = _changed(base, [(k, v)])
+                assert refusal(m, NOW, 60_000) == full_refusal(m, NOW, 60_000), m
 
 
 _CHANGE = st.sampled_from(sorted(_FIELDS)).flatmap(
@@ -163,9 +181,9 @@ _CHANGE = st.sampled_from(sorted(_FIELDS)).flatmap(
 )
 
 
-@given(st.lists(_CHANGE, min_size=2, max_size=4))
-def test_the_shortcut_agrees_with_the_full_check_on_several_odd_fields(changes):
-    m = _changed(changes)
+@given(st.sampled_from(BASES), st.lists(_CHANGE, min_size=2, max_size=4))
+def test_the_shortcut_agrees_with_the_full_check_on_several_odd_fields(base, changes):
+    m = _changed(base, changes)
     assert refusal(m, NOW, 60_000) == full_refusal(m, NOW, 60_000)
 
 
@@ -175,3 +193,4 @@ def test_the_shortcut_takes_the_updates_a_node_sends():
     assert plain_update(update(chain=[["n1", 5], ["n2", 9]]), NOW, 60_000)
     assert not plain_update(update(path=Path(None, "auth")), NOW, 60_000)  # the full check
     assert refusal(update(path=Path(None, "auth")), NOW, 60_000) is None
+    assert plain_entry(entry(), NOW, 60_000)
