@@ -218,3 +218,70 @@ async def _writer_rows(ctx, paths: list) -> list[Result]:
         note = f"rounds {', '.join(f'{x * 1e6 / n:.1f}' for x in secs)}"
         out.append(Result(metric, min(secs) * 1e6 / n, "µs/write", None, note=note))
     return out
+
+
+CPU_ROWS = [
+    ("sequential set, CPU per write: lone node (baseline)", "µs/write", None),
+    ("sequential set, CPU per write: client, lone node (baseline)", "µs/write", None),
+    ("sequential set, CPU per write: writing node", "µs/write", None),
+    ("sequential set, CPU per write: broker", "µs/write", None),
+    ("sequential set, CPU per write: receiving node", "µs/write", None),
+    ("sequential set, CPU per write: client, replicating node", "µs/write", None),
+]
+
+
+@benchmark("repl_cpu", group="replicating", rows=CPU_ROWS, timeout=60)
+async def bench_repl_cpu(ctx) -> list[Result]:
+    """CPU time per sequential set of each process (/proc utime+stime), busy polling
+    off (it would count its spinning): a lone node and its client, then node one,
+    mosquitto, node two and the client of a replicating pair. On a 2-core box their
+    sum is what the set rate pays."""
+    from distkv.client import open_client
+    from distkv.util import P
+
+    from .cluster import _broker
+    from .core import _set_op
+    from .footprint import cpu_seconds
+    from .measure import run_seq
+    from .procs import HOST
+
+    me = os.getpid()
+    n = ctx.scale(20_000, 3000)
+    max_s = ctx.scale(4.0, 1.0)
+    nopoll = {"server.busy_poll": 0, "server.ready_timeout": 30}
+
+    async def measure(p, pids: list[int]) -> tuple[list[float], str]:
+        async with open_client(connect={"host": HOST, "port": p.port, "busy_poll": 0}) as c:
+            op = await _set_op(c, "b.cpu")
+            await run_seq(op, 2000, 0.3)  # warm-up
+            await trio.sleep(0.2)  # node two catches up
+            before = [cpu_seconds(pid) for pid in pids]
+            rate = await run_seq(op, n, max_s)
+            await c.set(P("b.cpu.done"), 1)
+            await trio.sleep(0.2)  # node two applies the last ones
+            after = [cpu_seconds(pid) for pid in pids]
+        note = f"{rate.ops:,} writes at {rate.per_s:,.0f}/s; ±{1e4 / rate.ops:.1f} µs (10 ms ticks)"
+        return [(b - a) * 1e6 / rate.ops for a, b in zip(before, after, strict=True)], note
+
+    out = []
+    lone = await ctx.pool.start_node("cpulone", "-i", "Testing", conf=nopoll)
+    try:
+        vals, note = await measure(lone, [lone.pid, me])
+    finally:
+        await ctx.stop(lone)
+    out += [Result(m, v, u, t, note=note) for (m, u, t), v in zip(CPU_ROWS[:2], vals, strict=True)]
+    async with _broker() as broker:
+        conf = {**nopoll, "server.mqtt.uri": broker.uri, "server.root": "cpu"}
+        one = await ctx.pool.start_node("cpuone", "-i", "Testing", conf=conf, timeout=15)
+        try:
+            two = await ctx.pool.start_node("cputwo", conf=conf, timeout=15)
+            try:
+                async with open_client(connect={"host": HOST, "port": two.port}) as c:
+                    await c.get(P(":"))  # waits until two is ready
+                vals, note = await measure(one, [one.pid, broker.pid, two.pid, me])
+            finally:
+                await ctx.stop(two)
+        finally:
+            await ctx.stop(one)
+    out += [Result(m, v, u, t, note=note) for (m, u, t), v in zip(CPU_ROWS[2:], vals, strict=True)]
+    return out
