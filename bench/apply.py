@@ -285,3 +285,68 @@ async def bench_repl_cpu(ctx) -> list[Result]:
             await ctx.stop(one)
     out += [Result(m, v, u, t, note=note) for (m, u, t), v in zip(CPU_ROWS[2:], vals, strict=True)]
     return out
+
+
+RECV = [(1, 2000), (3, 1000), (12, 250)]  # updates per bus message, bus messages/s
+RECV_ROWS = [
+    (f"receiving node process, CPU per update, {b} a bus message at {r:,}/s", "µs/update", None)
+    for b, r in RECV
+]
+
+
+@benchmark("repl_receive", group="replicating", rows=RECV_ROWS, timeout=60)
+async def bench_repl_receive(ctx) -> list[Result]:
+    """CPU per update of a real `distkv server` process that only receives: this
+    process publishes node a's sealed updates on a private mosquitto at a fixed pace
+    (no writing node, no client competing for the CPU), the node's utime+stime from
+    /proc. The receiving node's whole cost: bus reading included."""
+    from distkv.bus import open_bus
+    from distkv.client import open_client
+    from distkv.core.admission import BusSeal
+    from distkv.core.replica import Replica
+    from distkv.server.server import now_ms
+    from distkv.util import P
+
+    from .cluster import _broker
+    from .footprint import cpu_seconds
+    from .procs import HOST
+
+    secs = ctx.scale(3.0, 1.0)
+    seal = BusSeal(KEY)
+    paths = [P(f"bench.k{i}") for i in range(NKEYS)]
+    out = []
+    async with _broker() as broker:
+        conf = {"server.busy_poll": 0, "server.mqtt.uri": broker.uri, "server.root": "recv",
+                "server.network_key": KEY}  # fmt: skip
+        b = await ctx.pool.start_node("recvb", "-i", "Testing", conf=conf, timeout=15)
+        try:
+            async with (
+                open_bus(broker.uri, "recv", "a") as bus,
+                open_client(connect={"host": HOST, "port": b.port}) as c,
+            ):
+                await bus.wait_connected()
+                a = Replica("a")
+                for (batch, rate), (metric, unit, target) in zip(RECV, RECV_ROWS, strict=True):
+                    n_msgs = int(rate * secs)
+                    msgs = _sender_messages(a, seal, paths, a.tick, n_msgs * batch, batch, now_ms())
+                    last = msgs[-1]
+                    await trio.sleep(0.3)
+                    before = cpu_seconds(b.pid)
+                    t0 = trio.current_time()
+                    per_tick = max(1, rate // 100)  # a bunch every 10 ms
+                    for i in range(0, len(msgs), per_tick):
+                        for bm in msgs[i : i + per_tick]:
+                            bus.publish_nowait(bm.topic, bm.payload, qos=0)
+                        await trio.sleep_until(t0 + (i + per_tick) / rate)
+                    key = paths[(a.tick - 1) % NKEYS]
+                    with trio.fail_after(10):
+                        while (await c.get(key)).get("value") != a.tick - 1:
+                            await trio.sleep(0.05)
+                    cpu = cpu_seconds(b.pid) - before
+                    del last
+                    n = n_msgs * batch
+                    out.append(Result(metric, cpu * 1e6 / n, unit, target,
+                                      note=f"{n:,} updates; ±{1e4 / n:.1f} µs (10 ms ticks)"))  # fmt: skip
+        finally:
+            await ctx.stop(b)
+    return out
