@@ -23,6 +23,7 @@ MODULES = [
     "bench.auth",
     "bench.cluster",
     "bench.outage",
+    "bench.apply",
     "bench.paced",
     "bench.cli",
     "bench.footprint",

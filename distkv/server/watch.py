@@ -63,13 +63,23 @@ def encode_item(conv: Any, path: tuple, msg: dict) -> None:
 
 
 class WatchRegistry:
-    __slots__ = ("by_prefix",)
+    __slots__ = ("by_prefix", "_lengths", "_depths")
 
     def __init__(self):
         self.by_prefix: dict[tuple, list[Watcher]] = {}
+        # how many watched prefixes have each length: a change looks up only the
+        # prefixes of its path that can have watchers (every replicated write passes)
+        self._lengths: dict[int, int] = {}
+        self._depths: tuple[int, ...] = ()  # those lengths, ascending
 
     def add(self, w: Watcher) -> None:
-        self.by_prefix.setdefault(tuple(w.prefix), []).append(w)
+        key = tuple(w.prefix)
+        lst = self.by_prefix.get(key)
+        if lst is None:
+            lst = self.by_prefix[key] = []
+            self._lengths[len(key)] = self._lengths.get(len(key), 0) + 1
+            self._depths = tuple(sorted(self._lengths))
+        lst.append(w)
 
     def remove(self, w: Watcher) -> None:
         w.active = False
@@ -83,6 +93,12 @@ class WatchRegistry:
             return
         if not lst:
             del self.by_prefix[key]
+            n = self._lengths[len(key)] - 1
+            if n:
+                self._lengths[len(key)] = n
+            else:
+                del self._lengths[len(key)]
+                self._depths = tuple(sorted(self._lengths))
 
     def notify(self, path: tuple, e: Entry, conflict: bool = False) -> None:
         """Queue an event for every watcher whose prefix contains ``path``."""
@@ -90,7 +106,10 @@ class WatchRegistry:
         if not by_prefix:
             return
         path = tuple(path)
-        for i in range(len(path) + 1):
+        n = len(path)
+        for i in self._depths:
+            if i > n:
+                break
             ws = by_prefix.get(path[:i])
             if ws:
                 rel = path[i:]

@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from distkv.bus.memory import MemoryNetwork
-from distkv.core.admission import MAX_TICK, BusSeal, refusal
+from distkv.core.admission import (
+    MAX_TICK,
+    BusSeal,
+    full_refusal,
+    plain_entry,
+    plain_update,
+    refusal,
+)
 from distkv.core.clock import SHIFT
 from distkv.testing.cluster import open_test_cluster
 from distkv.util import P, Path
@@ -110,3 +117,80 @@ async def test_a_clock_far_ahead_is_refused_not_adopted(autojump_clock):
         assert (r.tock >> SHIFT) < (before >> SHIFT) + 60_000
         assert r.tree.lookup(P("a.b")) is None
         assert MAX_TICK < 2**63
+
+
+
+_MISSING = object()
+_ODD = [_MISSING, None, "", "n2", "x" * 256, 0, -1, True, 5.0, b"n1", [], {}, ("n1", 5)]
+_FIELDS = {
+    "type": ["entry", "presence"],
+    "node": ["n1"],
+    "tick": [2**62, 2**62 - 1, 2**64 - 1, 6],
+    "prev": [4, 2**62, 2**64],
+    "tock": [(NOW + 3_600_000) << SHIFT, ((NOW + 60_000) << SHIFT) + 5,
+             ((NOW + 60_001) << SHIFT)],
+    "chain": [[["n1", 5], ["n2", 3]], [], [["n1", 5], ["n2", 2**62]], [("n1", 5)], (("n1", 5),), [["n1", True]],
+              [["n1", 5, 1]], [[b"n1", 5]], [["n1", 5], ["n2", -3]], [["n1", 5], "n2"],
+              [["n1", 5], ["", 3]], [["n1", 5]] * 10_001, [["n1", 5.0]]],
+    "path": [Path(None, "x"), P("a"), ("a", None), ["a", "b"], "a.b", Path(), (None,)],
+    "to": ["n2", "n" * 256], "origin": [5, "n3"], "ranges": [[[1, 2]], 5], "seen": [{}, 5],
+    "horizon": [{}, 5], "other": [1],
+    # node, tick and the chain's head changed together
+    "head": [("x" * 256, 5), ("", 5), ("n1", 2**62), ("n1", -1), ("n1", True),
+             (b"n1", 5), ("n1", 5.0), (5, 5), (None, 5)],
+}  # fmt: skip
+
+
+def entry(**over):
+    m = {"type": "entry", "path": P("a.b"), "value": 1, "chain": [["n1", 5], ["n2", 3]],
+         "tock": NOW << SHIFT, "to": "n2"}  # fmt: skip
+    m.update(over)
+    return m
+
+
+def _changed(base: dict, changes: list[tuple[str, object]]) -> dict:
+    m = dict(base)
+    for k, v in changes:
+        if k == "head" and isinstance(v, tuple) and len(v) == 2:
+            m["node"], m["tick"] = v
+            rest = m["chain"][1:] if isinstance(m.get("chain"), list | tuple) else []
+            m["chain"] = [list(v), *rest]
+        elif v is _MISSING:
+            m.pop(k, None)
+        else:
+            m[k] = v
+    return m
+
+
+BASES = [update(prev=3), entry(), entry(to="n2" * 100)]
+
+
+def test_the_shortcut_for_plain_messages_refuses_what_the_full_check_refuses():
+    """refusal() takes a shortcut for ordinary updates and entries (every replicated
+    write goes through it): it must give what the full check gives, for valid ones
+    and for every one with one odd field."""
+    for base in BASES:
+        for k, pool in _FIELDS.items():
+            for v in [*pool, *_ODD]:
+                m = _changed(base, [(k, v)])
+                assert refusal(m, NOW, 60_000) == full_refusal(m, NOW, 60_000), m
+
+
+_CHANGE = st.sampled_from(sorted(_FIELDS)).flatmap(
+    lambda k: st.tuples(st.just(k), st.sampled_from([*_FIELDS[k], *_ODD]))
+)
+
+
+@given(st.sampled_from(BASES), st.lists(_CHANGE, min_size=2, max_size=4))
+def test_the_shortcut_agrees_with_the_full_check_on_several_odd_fields(base, changes):
+    m = _changed(base, changes)
+    assert refusal(m, NOW, 60_000) == full_refusal(m, NOW, 60_000)
+
+
+def test_the_shortcut_takes_the_updates_a_node_sends():
+    m = update(prev=3)
+    assert plain_update(m, NOW, 60_000)
+    assert plain_update(update(chain=[["n1", 5], ["n2", 9]]), NOW, 60_000)
+    assert not plain_update(update(path=Path(None, "auth")), NOW, 60_000)  # the full check
+    assert refusal(update(path=Path(None, "auth")), NOW, 60_000) is None
+    assert plain_entry(entry(), NOW, 60_000)

@@ -44,7 +44,7 @@ def test_local_write_emits_update():
     e = a.local_write(P("x.y"), 1, T0)
     assert e.value == 1 and a.tick == 1 and e.tock == a.tock
     (m,) = a.drain()
-    assert m == {"type": "update", "path": P("x.y"), "value": 1, "chain": (("a", 1),),
+    assert m == {"type": "update", "path": P("x.y"), "value": 1, "chain": [["a", 1]],
                  "tock": e.tock, "node": "a", "tick": 1}  # fmt: skip
     a.local_write(P("x.y"), 2, T0)
     (m,) = a.drain()

@@ -52,10 +52,10 @@ Message formats
 
 Inside, messages are typed (:mod:`.messages`); at the boundary (:meth:`Replica.receive`,
 :meth:`Replica.sync_feed`, :meth:`Replica.drain`, :meth:`Replica.dump`) every message is
-a msgpack-able dict with a ``"type"``. Chains are lists of
-``[node, tick]`` links, head first (tuples on the sending side; msgpack makes them
-arrays). Tick ranges are lists of half-open ``[start, end]`` pairs
-(:class:`~distkv.core.ticks.TickSet` wire form). ``"to"``: if present, the message is
+a msgpack-able dict with a ``"type"``. Chains are lists of ``[node, tick]`` links,
+head first (lists on both sides: the codec would pack tuples through a Python
+callback, one call per tuple). Tick ranges are lists of half-open ``[start, end]``
+pairs (:class:`~distkv.core.ticks.TickSet` wire form). ``"to"``: if present, the message is
 for that node only; a replica ignores messages addressed to another node.
 
 ``update`` (broadcast by the writer)::

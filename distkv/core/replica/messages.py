@@ -55,7 +55,10 @@ Seen = dict  # {origin: Ranges}
 
 def as_chain(c: Iterable) -> Chain:
     """A chain from the wire (lists) as the tuple of tuples that Entry.merge compares."""
-    return tuple((n, t) for n, t in c)
+    if type(c) is list and len(c) == 1:  # most chains from the wire: one writer
+        ((n, t),) = c
+        return ((n, t),)
+    return tuple([(n, t) for n, t in c])
 
 
 @dataclass(slots=True)
@@ -146,6 +149,16 @@ class SyncEnd:
 Message = Update | Presence | Repair | Entry | Superseded | SyncHeader | SyncEnd
 
 
+def _wire_chain(c: Chain) -> list:
+    """A chain as msgpack takes it without a detour: the codec packs tuples through
+    a Python callback, one call per tuple (two for a chain of one link), and every
+    write and every repair answer sends a chain."""
+    if len(c) == 1:
+        ((n, t),) = c
+        return [[n, t]]
+    return [[n, t] for n, t in c]
+
+
 def encode(m: Message) -> dict:
     """The wire form of a message (see the package docstring for the formats)."""
     cls = type(m)
@@ -153,7 +166,7 @@ def encode(m: Message) -> dict:
         d = {"type": UPDATE, "path": m.path}
         if m.value is not NotGiven:
             d["value"] = m.value
-        d["chain"] = m.chain
+        d["chain"] = _wire_chain(m.chain)
         d["tock"] = m.tock
         d["node"] = m.node
         d["tick"] = m.tick
@@ -161,7 +174,7 @@ def encode(m: Message) -> dict:
             d["prev"] = m.prev
         return d
     if cls is Entry:
-        d = {"type": ENTRY, "path": m.path, "chain": m.chain, "tock": m.tock}
+        d = {"type": ENTRY, "path": m.path, "chain": _wire_chain(m.chain), "tock": m.tock}
         if m.value is not NotGiven:
             d["value"] = m.value
         if m.to is not None:

@@ -195,8 +195,14 @@ class Replica:
         e = self.tree.ensure(path)
         on, ot, ok = e.node, e.tick, e.tock
         code = e.merge(value, chain, tock)
-        for n, t in chain:
-            self._mark(n, t)
+        seen = self.seen
+        for n, t in chain:  # _mark, inline: this runs for every replicated write
+            s = seen.get(n)
+            if s is None:
+                s = seen[n] = TickSet()
+            s.add(t)
+            if t > self.tick and n == self.name:
+                self.tick = t  # we lost state: never reuse a tick the network has seen
         if code >= trees.MERGE_CONFLICT_TAKEN:
             self.conflicts += 1
             mine = [on, ot, ok]

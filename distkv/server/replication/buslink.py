@@ -408,39 +408,52 @@ class BusLink:
                 await trio.lowlevel.checkpoint()
 
     def _handle(self, msgs: list) -> None:
+        # Runs for every bus message a node receives: what is the same for a whole
+        # burst (clock, names, counters) is looked up once.
         now = self.clock()
-        own = f"update/{self.name}"
+        name = self.name
+        stats = self.stats
+        unseal = self.seal.open
+        max_ahead = self.max_ahead_ms
+        receive = self._receive
         presence = False
         for bm in msgs:
             if bm.lost:
-                self.stats["lost"] += bm.lost
-            if bm.topic == own or not bm.payload:
+                stats["lost"] += bm.lost
+            payload = bm.payload
+            if not payload:
                 continue
-            payload = self.seal.open(bm.payload)
+            topic = bm.topic
+            if topic.startswith("update/"):
+                sender = topic[7:]
+                if sender == name:
+                    continue  # our own, echoed by an MQTT 3.1.1 broker
+            else:
+                sender = None
+            payload = unseal(payload)
             if payload is None:
-                self.stats["unauthenticated"] += 1
-                self._refused(bm.topic, "no valid MAC (another network key, or a forger)")
+                stats["unauthenticated"] += 1
+                self._refused(topic, "no valid MAC (another network key, or a forger)")
                 continue
             try:
                 data = codec.unpackb(payload)
-                batch = data if isinstance(data, list) else [data]
+                batch = data if type(data) is list else [data]
                 for m in batch:
                     m["type"]  # noqa: B018 - every message must have one
             except Exception as exc:  # noqa: BLE001 - a foreign publisher must not kill us
-                self.stats["bad_messages"] += 1
-                if self.stats["bad_messages"] == 1:
-                    logger.warning("undecodable bus message on %s: %r", bm.topic, exc)
+                stats["bad_messages"] += 1
+                if stats["bad_messages"] == 1:
+                    logger.warning("undecodable bus message on %s: %r", topic, exc)
                 continue
-            sender = bm.topic.partition("/")[2] if bm.topic.startswith("update/") else None
             for m in batch:
-                why = refusal(m, now, self.max_ahead_ms)
+                why = refusal(m, now, max_ahead)
                 if why is None and sender is not None and m.get("node") != sender:
                     why = f"node {m.get('node')!r} on {sender}'s topic"
                 if why is not None:
-                    self.stats["refused"] += 1
-                    self._refused(bm.topic, why)
+                    stats["refused"] += 1
+                    self._refused(topic, why)
                     continue
-                presence |= self._receive(m, bm, now)
+                presence |= receive(m, bm, now)
         if presence:
             self._wake_sync()
         self._after()
@@ -471,6 +484,9 @@ class BusLink:
         """One replication message; True if it was presence (the sync loop may act)."""
         typ = m["type"]
         self.stats["received"] += 1
+        if typ == UPDATE:  # nearly all of them: straight to the replica
+            self._to_replica(m, bm, now)
+            return False
         presence = typ == PRESENCE
         if presence:
             self.peers.arrived()
@@ -481,21 +497,32 @@ class BusLink:
             return False
         if presence and m.get("online", True):
             self.peers.heard(m.get("node"), m.get("addr"), retained=bm.retained)
-        try:
-            if typ == REPAIR and m.get("to") == self.name:
-                # answered by backlog_task: it may scan the whole tree. A newer
-                # request of the same requester for the same origin replaces one
-                # not yet answered (it asks again after its backoff).
+        if typ == REPAIR and m.get("to") == self.name:
+            # answered by backlog_task: it may scan the whole tree. A newer
+            # request of the same requester for the same origin replaces one
+            # not yet answered (it asks again after its backoff).
+            try:
                 req = decode(m)
-                self._repairs.pop((req.node, req.origin), None)
-                self._repairs[req.node, req.origin] = req
-                self._backlog_evt.set()
+            except (KeyError, TypeError, ValueError) as exc:
+                self._bad(m, bm, exc)
                 return presence
+            self._repairs.pop((req.node, req.origin), None)
+            self._repairs[req.node, req.origin] = req
+            self._backlog_evt.set()
+            return presence
+        self._to_replica(m, bm, now)
+        return presence
+
+    def _to_replica(self, m: dict, bm, now: int) -> None:
+        """Feed one message to the replica and its changes to the server."""
+        try:
             changes = self.replica.receive(m, now)
         except (KeyError, TypeError, ValueError) as exc:
-            self.stats["bad_messages"] += 1
-            logger.warning("bad %s message on %s: %r", typ, bm.topic, exc)
-            return presence
+            self._bad(m, bm, exc)
+            return
         if changes:
             self._apply(changes)
-        return presence
+
+    def _bad(self, m: dict, bm, exc: Exception) -> None:
+        self.stats["bad_messages"] += 1
+        logger.warning("bad %s message on %s: %r", m["type"], bm.topic, exc)
