@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Any
 
@@ -169,6 +170,37 @@ def error_line(exc: BaseException) -> str | None:
     return None
 
 
+GLOBAL_FLAGS = {"-c": "-c", "--cfg": "-c", "-C": "-C", "--conf": "-C"}
+GLOBAL_FLAGS.update({"-v": "-v", "-vv": "-v", "--verbose": "-v", "-q": "-q", "--quiet": "-q"})
+
+
+def _global_flag(word: str) -> str | None:
+    """``-C``, ``-Ckey=value``, ``--conf=key=value``, ``-vv`` ... -> the flag's short
+    name; None for a word that is no option of ``distkv`` itself."""
+    if word[:2] in ("-c", "-C") and not word.startswith("--"):
+        return word[:2]
+    return GLOBAL_FLAGS.get(word.split("=", 1)[0])
+
+
+def _misplaced_hint(command: str, args: list[str], message: str) -> str:
+    """The docs write ``distkv -C KEY=VALUE server NAME``; users write ``distkv server
+    -C KEY=VALUE NAME``, and argparse then blames a word instead of the option
+    (``unrecognized arguments: -C NAME``, or ``invalid choice: 'connect.port=1'``
+    when ``client`` took ``-C`` as the start of its arguments). Name where the
+    option goes, if one of the words argparse blames is (or follows) a global option."""
+    blamed: list[str] = []
+    if "unrecognized arguments: " in message:
+        blamed = message.split("unrecognized arguments: ", 1)[1].split()
+    elif m := re.search(r"invalid choice: '([^']*)'", message):
+        choice = m.group(1)
+        blamed = [args[i - 1] for i, w in enumerate(args) if w == choice and i > 0] + [choice]
+    for word in blamed:
+        flag = _global_flag(word)
+        if flag is not None:
+            return f" ({flag} goes before the command: distkv {flag} ... {command} ...)"
+    return ""
+
+
 def _only(exc: BaseException, kind: type[BaseException]) -> bool:
     """``exc`` is a ``kind``, possibly inside ExceptionGroups of one."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -198,7 +230,10 @@ def main(argv: list[str] | None = None, *, cfg: dict | None = None) -> int:
         command = TOP[g.command]
         if command.logs:
             setup_logging(cfg)
-        return command.runner()(cfg, g.args)
+        try:
+            return command.runner()(cfg, g.args)
+        except UsageError as exc:
+            raise UsageError(f"{exc}{_misplaced_hint(g.command, g.args, str(exc))}") from None
     except SystemExit as exc:  # --help (argparse exits after printing it)
         if exc.code is None:
             return 0

@@ -1,0 +1,54 @@
+"""Usage mistakes users make on the command line get one line that says what to do."""
+
+from __future__ import annotations
+
+import pytest
+
+from distkv.cli.main import main
+
+
+@pytest.fixture
+def empty_cfg(tmp_path):
+    cfg = tmp_path / "empty.cfg"
+    cfg.write_text("")
+    return str(cfg)
+
+
+@pytest.mark.parametrize(
+    ("words", "flag", "command"),
+    [
+        (["server", "-C", "server.bind_default.port=27599", "one"], "-C", "server"),
+        (["server", "--conf=server.root=x", "one"], "-C", "server"),
+        (["server", "one", "-v"], "-v", "server"),
+        (["client", "-C", "connect.port=27599", "data", ":"], "-C", "client"),
+        (["client", "-c", "other.cfg", "data", ":"], "-c", "client"),
+        (["client", "data", "x", "get", "-vv"], "-v", "client"),
+        (["dump", "cfg", "-q"], "-q", "dump"),
+    ],
+)
+def test_a_global_option_after_the_command_says_where_it_goes(
+    words, flag, command, empty_cfg, capsys
+):
+    """The docs write ``distkv -C KEY=VALUE server NAME``; written after the command,
+    argparse used to blame another word (``unrecognized arguments: -C one``,
+    ``invalid choice: 'connect.port=27599'``) and nothing said where -C belongs."""
+    assert main(["-c", empty_cfg, *words]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1
+    assert f"({flag} goes before the command: distkv {flag} ... {command} ...)" in err
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["client", "frob"],
+        ["client", "data", "x", "get", "--frob"],
+        ["server", "one", "two"],
+    ],
+)
+def test_other_usage_errors_get_no_such_hint(words, empty_cfg, capsys):
+    assert main(["-c", empty_cfg, *words]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "goes before the command" not in err
