@@ -52,3 +52,30 @@ def test_other_usage_errors_get_no_such_hint(words, empty_cfg, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "goes before the command" not in err
+
+
+@pytest.mark.parametrize(
+    ("ref", "meant"),
+    [
+        ("kitchen", "gateway-kitchen"),  # the bare name: --check wants KIND-NAME
+        ("gateway-kichen", "gateway-kitchen"),  # a typo
+        ("runner-job", "runner-jobs"),
+        ("gateway-garage", None),  # nothing like it
+    ],
+)
+def test_a_missing_instance_file_names_the_one_meant(ref, meant, tmp_path, empty_cfg, capsys):
+    """``distkv instance --check kitchen`` (or ``server.services: [kitchen]``) used to
+    say only that ``kitchen.cfg`` does not exist, next to ``gateway-kitchen.cfg``."""
+    d = tmp_path / "instances"
+    d.mkdir()
+    (d / "gateway-kitchen.cfg").write_text("gateway: mqtt\nsettings: {topic: house}\n")
+    (d / "runner-jobs.cfg").write_text("hw: false\n")
+    (d / "notes.cfg").write_text("")  # not an instance file: never suggested
+    assert main(["-c", empty_cfg, "-C", f"instances={d}", "instance", "--check", ref]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"ConfigError: no instance file {d}/{ref}.cfg (")
+    assert err.count("\n") == 1
+    if meant:
+        assert f"(did you mean {meant}? or write one with: distkv setup " in err
+    else:
+        assert "did you mean" not in err
