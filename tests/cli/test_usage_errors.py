@@ -79,3 +79,4 @@ def test_a_missing_instance_file_names_the_one_meant(ref, meant, tmp_path, empty
         assert f"(did you mean {meant}? or write one with: distkv setup " in err
     else:
         assert "did you mean" not in err
+
