@@ -156,13 +156,14 @@ def error_line(exc: BaseException) -> str | None:
     (a bug: its traceback is wanted).
 
     trio reports an error raised inside a nursery as an ExceptionGroup; one holding a
-    single error is that error, and a group of DistKV errors prints one line each.
+    single error is that error, and a group of DistKV errors prints one line each,
+    each line once (the tasks of a gateway all fail alike when auth is switched on).
     """
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     if isinstance(exc, BaseExceptionGroup):
         lines = [error_line(e) for e in exc.exceptions]
-        return None if None in lines else "\n".join(lines)
+        return None if None in lines else "\n".join(dict.fromkeys(lines))  # type: ignore[arg-type]
     if isinstance(exc, UsageError):
         return str(exc)
     if isinstance(exc, DistKVError):

@@ -227,3 +227,27 @@ async def test_a_long_outage_republishes_everything(broker):
                         got[m.topic] = m.payload
                 assert got == {f"many/k{i}": str(i).encode() for i in range(20)}
             n.cancel_scope.cancel()
+
+
+async def test_a_gateway_that_lost_its_rights_says_so_once(broker):
+    """Connected while auth was off, then ``auth init`` (the order of the tutorial and
+    of many a setup): the gateway's login no longer holds, it stops, and the one
+    error was printed once per task of the gateway (two identical lines)."""
+    from distkv.cli.main import error_line
+    from gateways.__main__ import _serve as serve_gateway
+
+    cfg = {"uri": broker.uri, "client_id": "gw-test-rights",
+           "entities": {"plug1": {"template": "tasmota", "device": "plug1", "path": "home.p"}}}  # fmt: skip
+    async with open_test_server(init="Testing") as s:
+        async with open_memory_client(s) as c:
+            await c.set(user_path("_test", "root"), {})
+        async with open_memory_client(s) as gwc:
+            with pytest.raises(BaseException) as info:
+                async with trio.open_nursery() as n:
+                    # as distkv-gateway runs it: with its dynamic config and counters
+                    await n.start(serve_gateway, gwc, {"gateways": {"mqtt": cfg}}, gw, "mqtt")
+                    async with open_memory_client(s) as c:
+                        await c.set(Path(None, "auth"), {"current": "_test"})
+                    with trio.fail_after(10):
+                        await trio.sleep_forever()
+    assert error_line(info.value) == "ClientAuthRequiredError: auth is on now; log in"
