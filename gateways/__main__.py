@@ -12,7 +12,6 @@ import argparse
 import functools
 import importlib
 import logging
-import signal
 import sys
 
 import trio
@@ -21,6 +20,7 @@ from distkv import config as _config
 from distkv.cli.main import error_line
 from distkv.client import open_client
 from distkv.dynconfig import watch_config
+from distkv.stopsignals import serve_until_stopped
 from gateways.counters import GatewayCounters, publish_counters
 
 GATEWAYS = {"gpio": "hw.gpiogw", "mqtt": "gateways.mqtt", "owfs": "gateways.owfs"}
@@ -62,13 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _run(cfg: dict, mod, name: str) -> None:
     async with open_client(cfg) as client:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(_serve, client, cfg, mod, name)
-                print("Running.", flush=True)
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    break
+        await serve_until_stopped(_serve, client, cfg, mod, name)
 
 
 async def _serve(

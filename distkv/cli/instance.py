@@ -279,19 +279,11 @@ def run_instance(cfg: dict, args: list[str]) -> int:
 
 
 async def _main(icfg: dict, inst: Instance) -> None:
-    import signal
     import sys
 
-    import trio
-
     from ..client import open_client
+    from ..stopsignals import serve_until_stopped
 
     async with open_client(icfg) as client:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(serve_instance, client, icfg, inst)
-                sys.stdout.reconfigure(line_buffering=True)  # job output as it happens
-                print("Running.", flush=True)
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    break
+        sys.stdout.reconfigure(line_buffering=True)  # job output as it happens
+        await serve_until_stopped(serve_instance, client, icfg, inst)
