@@ -145,3 +145,23 @@ async def test_a_value_that_is_no_literal_says_so(cfg, words, expected):
     r = await run_cli(words, cfg=cfg)
     assert (r.code, r.err) == (1, expected)
     assert (await run_cli(["client", "data", "x"], cfg=cfg)).err.startswith("NoDataError")
+
+
+@pytest.mark.parametrize(
+    ("opt", "expected"),
+    [
+        (["-r", "-5"], "argument -r/--repeat: the interval must be more than 0 seconds, not -5"),
+        (["-r", "0"], "argument -r/--repeat: the interval must be more than 0 seconds, not 0"),
+        (["-r", "nan"], "argument -r/--repeat: not a number of seconds: 'nan'"),
+        (["-t", "nan"], "argument -t/--time: not a number of seconds: 'nan'"),
+    ],
+)
+async def test_a_job_no_runner_would_run_is_refused(cfg, opt, expected):
+    """``run set -r -5`` was stored; every runner then logged 'job ... is malformed'
+    and never ran it, while the user saw nothing."""
+    r = await run_cli(["client", "code", "set", "c"], cfg=cfg, stdin="return 1\n")
+    assert r.code == 0, r.err
+    r = await run_cli(["client", "run", "set", "-c", "c", "-t", "0", *opt, "j"], cfg=cfg)
+    assert (r.code, r.err) == (2, f"distkv client run set: {expected}\n")
+    r = await run_cli(["client", "run", "get", "j"], cfg=cfg)
+    assert r.code == 1 and r.err.startswith("NoDataError")  # nothing stored
