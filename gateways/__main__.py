@@ -20,9 +20,11 @@ from distkv import config as _config
 from distkv.cli.main import error_line
 from distkv.client import open_client
 from distkv.dynconfig import watch_config
+from distkv.exceptions import ConfigError
 from distkv.stopsignals import serve_until_stopped
 from gateways.counters import GatewayCounters, publish_counters
 
+TREE_CONFIG = "the tree's .distkv config gateways"
 GATEWAYS = {"gpio": "hw.gpiogw", "mqtt": "gateways.mqtt", "owfs": "gateways.owfs"}
 
 
@@ -91,10 +93,23 @@ async def _serve(
         else:
             nursery.start_soon(publish_counters, client, counters, label or name)
         current = scope = None
+        check = getattr(mod, "check_config", None)
         async for section in settings:
             gcfg = _config.merge(mod.DEFAULTS, section.get(name) or {})
             if gcfg == current:
                 continue
+            if check is not None:
+                try:
+                    check(gcfg)
+                except ConfigError as exc:
+                    # The file was checked before this ran, so the tree's entry is
+                    # wrong. A typo there must not stop every gateway of the network:
+                    # a running one keeps its settings; one starting cannot.
+                    where = f"{exc} (from {TREE_CONFIG})"
+                    if scope is None:
+                        raise ConfigError(where) from None
+                    log.error("%s; the %s gateway keeps its current settings", where, name)
+                    continue
             if scope is not None:
                 log.warning("configuration changed: restarting the %s gateway", name)
                 scope.cancel()
