@@ -80,3 +80,17 @@ def test_a_missing_instance_file_names_the_one_meant(ref, meant, tmp_path, empty
     else:
         assert "did you mean" not in err
 
+
+
+def test_a_file_where_the_state_directory_goes_is_named_as_such(tmp_path, empty_cfg, capsys):
+    """Was 'cannot create state directory X: [Errno 17] File exists: 'X'' (it exists:
+    so what is wrong?)."""
+    from distkv.testing.process import free_port
+
+    f = tmp_path / "state"
+    f.write_text("")
+    port = f"server.bind_default.port={free_port()}"
+    assert main(["-c", empty_cfg, "-C", port, "server", "--state-dir", str(f), "-i", "x", "n"]) == 1
+    assert capsys.readouterr().err == (
+        f"StorageError: cannot create state directory {f}: a file is in the way\n"
+    )
