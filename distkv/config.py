@@ -304,9 +304,18 @@ def parse_override(item: str, option: str = "-C") -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError as exc:
-        why = " ".join(str(exc).split())
-        raise ConfigError(f"cannot parse value of {option} {key}: {why}") from None
+        raise ConfigError(f"cannot parse value of {option} {key}: {yaml_error(exc)}") from None
     return parts, value
+
+
+def yaml_error(exc: Exception) -> str:
+    """One line for a PyYAML error: where and what. ``str(exc)`` spans several lines,
+    quotes the text with a caret under it and calls the file ``"<unicode string>"``."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None or not getattr(exc, "problem", None):
+        return " ".join(str(exc).split())
+    ctx = f" ({exc.context})" if getattr(exc, "context", None) else ""
+    return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}{ctx}"
 
 
 def set_dotted(cfg: dict, parts: list[str], value: Any) -> None:
@@ -339,8 +348,7 @@ def read_file(path: str | os.PathLike) -> dict:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            why = " ".join(str(exc).split())  # one line: YAML errors span several
-            raise ConfigError(f"config file {path} is not valid YAML: {why}") from None
+            raise ConfigError(f"config file {path} is not valid YAML: {yaml_error(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -12,7 +12,6 @@ import argparse
 import functools
 import importlib
 import logging
-import signal
 import sys
 
 import trio
@@ -21,8 +20,11 @@ from distkv import config as _config
 from distkv.cli.main import error_line
 from distkv.client import open_client
 from distkv.dynconfig import watch_config
+from distkv.exceptions import ConfigError
+from distkv.stopsignals import serve_until_stopped
 from gateways.counters import GatewayCounters, publish_counters
 
+TREE_CONFIG = "the tree's .distkv config gateways"
 GATEWAYS = {"gpio": "hw.gpiogw", "mqtt": "gateways.mqtt", "owfs": "gateways.owfs"}
 
 
@@ -62,13 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _run(cfg: dict, mod, name: str) -> None:
     async with open_client(cfg) as client:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(_serve, client, cfg, mod, name)
-                print("Running.", flush=True)
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    break
+        await serve_until_stopped(_serve, client, cfg, mod, name)
 
 
 async def _serve(
@@ -97,10 +93,23 @@ async def _serve(
         else:
             nursery.start_soon(publish_counters, client, counters, label or name)
         current = scope = None
+        check = getattr(mod, "check_config", None)
         async for section in settings:
             gcfg = _config.merge(mod.DEFAULTS, section.get(name) or {})
             if gcfg == current:
                 continue
+            if check is not None:
+                try:
+                    check(gcfg)
+                except ConfigError as exc:
+                    # The file was checked before this ran, so the tree's entry is
+                    # wrong. A typo there must not stop every gateway of the network:
+                    # a running one keeps its settings; one starting cannot.
+                    where = f"{exc} (from {TREE_CONFIG})"
+                    if scope is None:
+                        raise ConfigError(where) from None
+                    log.error("%s; the %s gateway keeps its current settings", where, name)
+                    continue
             if scope is not None:
                 log.warning("configuration changed: restarting the %s gateway", name)
                 scope.cancel()

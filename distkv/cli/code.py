@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import math
 import signal
 import socket
 import sys
@@ -28,6 +30,27 @@ def _job_data(items: list[str]) -> dict:
     for item in items:
         set_dotted(data, *parse_override(item, option="-d"))
     return data
+
+
+def _seconds(raw: str) -> float:
+    """``-t``: a finite number (``nan`` would store a job that never becomes due)."""
+    try:
+        v = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {raw!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {raw!r}")
+    return v
+
+
+def _interval(raw: str) -> float:
+    """``-r``: more than 0 seconds. Runners refuse a job with another repeat as
+    malformed, so it would be stored and then never run, with an error only in the
+    runners' logs."""
+    v = _seconds(raw)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"the interval must be more than 0 seconds, not {raw}")
+    return v
 
 
 # --- code ---
@@ -98,10 +121,10 @@ def run_parser() -> ArgParser:
     s = sub.add_parser("set", help="set -c CODE [-t TIME] [-r SECONDS] [-d k=v] JOBPATH")
     s.add_argument("-c", "--code", required=True, help="path of the stored code")
     s.add_argument(
-        "-t", "--time", type=float, default=None,
+        "-t", "--time", type=_seconds, default=None,
         help="when to run: seconds from now (0 = now), or a Unix time",
     )  # fmt: skip
-    s.add_argument("-r", "--repeat", type=float, default=None, help="run again every N seconds")
+    s.add_argument("-r", "--repeat", type=_interval, default=None, help="run again every N seconds")
     s.add_argument("-d", "--data", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument(
         "-a", "--all", action="store_true",

@@ -127,7 +127,12 @@ def parse_value(kind: str, raw: str) -> Any:
 
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError) as exc:
-        raise ValueTypeError(f"cannot evaluate {raw!r}: {exc.__class__.__name__}: {exc}") from None
+        if str(exc).startswith("malformed node"):  # a name, a call, an operator
+            # (ast's own text names an object address: "<ast.Name object at 0x7f...>")
+            why = "not a Python literal (text needs quotes, or -v instead of -e)"
+        else:
+            why = f"{exc.__class__.__name__}: {exc}"
+        raise ValueTypeError(f"cannot evaluate {raw!r}: {why}") from None
 
 
 def run_data(cfg: dict, args: list[str]) -> int:

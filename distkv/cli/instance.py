@@ -104,7 +104,9 @@ def load_instance(cfg: Mapping, ref: str | Mapping, index: int = 0) -> Instance:
             # distkv-gateway@mqtt.service of earlier versions: gateways.mqtt, connect.auth
             return _checked(cfg, Instance(kind, name, {"kind": kind, "gateway": name}, str(path)))
         how = f"distkv setup {kind} {name}" if kind else "distkv setup gateway|runner NAME"
-        raise ConfigError(f"no instance file {path} (write one with: {how} ...)")
+        near = _similar_instances(path, stem)
+        hint = f"did you mean {' or '.join(near)}? or " if near else ""
+        raise ConfigError(f"no instance file {path} ({hint}write one with: {how} ...)")
     desc = read_file(path)
     try:
         check(SERVICE, desc)
@@ -121,6 +123,20 @@ def load_instance(cfg: Mapping, ref: str | Mapping, index: int = 0) -> Instance:
     elif kind is not None and given != kind:
         raise ConfigError(f"{path}: kind: {given!r}, but the file is named {kind}-{name}.cfg")
     return _checked(cfg, Instance(desc["kind"], name, desc, str(path)))
+
+
+def _similar_instances(path: Path, stem: str) -> list[str]:
+    """Instance files next to the missing ``path`` whose names are close to ``stem``:
+    a typo (``gateway-kichen``) or the bare name (``kitchen`` for
+    ``gateway-kitchen``, what ``--check`` and ``server.services`` want)."""
+    import difflib
+
+    try:
+        have = sorted(p.name[:-4] for p in path.parent.glob("*.cfg") if _split(p.name[:-4])[0])
+    except OSError:
+        return []
+    bare = [h for h in have if _split(h)[1] == stem]
+    return bare or difflib.get_close_matches(stem, have, n=2, cutoff=0.75)
 
 
 def _checked(cfg: Mapping, inst: Instance) -> Instance:
@@ -263,19 +279,11 @@ def run_instance(cfg: dict, args: list[str]) -> int:
 
 
 async def _main(icfg: dict, inst: Instance) -> None:
-    import signal
     import sys
 
-    import trio
-
     from ..client import open_client
+    from ..stopsignals import serve_until_stopped
 
     async with open_client(icfg) as client:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(serve_instance, client, icfg, inst)
-                sys.stdout.reconfigure(line_buffering=True)  # job output as it happens
-                print("Running.", flush=True)
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    break
+        sys.stdout.reconfigure(line_buffering=True)  # job output as it happens
+        await serve_until_stopped(serve_instance, client, icfg, inst)

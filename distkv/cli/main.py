@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Any
 
@@ -155,18 +156,50 @@ def error_line(exc: BaseException) -> str | None:
     (a bug: its traceback is wanted).
 
     trio reports an error raised inside a nursery as an ExceptionGroup; one holding a
-    single error is that error, and a group of DistKV errors prints one line each.
+    single error is that error, and a group of DistKV errors prints one line each,
+    each line once (the tasks of a gateway all fail alike when auth is switched on).
     """
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     if isinstance(exc, BaseExceptionGroup):
         lines = [error_line(e) for e in exc.exceptions]
-        return None if None in lines else "\n".join(lines)
+        return None if None in lines else "\n".join(dict.fromkeys(lines))  # type: ignore[arg-type]
     if isinstance(exc, UsageError):
         return str(exc)
     if isinstance(exc, DistKVError):
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+GLOBAL_FLAGS = {"-c": "-c", "--cfg": "-c", "-C": "-C", "--conf": "-C"}
+GLOBAL_FLAGS.update({"-v": "-v", "-vv": "-v", "--verbose": "-v", "-q": "-q", "--quiet": "-q"})
+
+
+def _global_flag(word: str) -> str | None:
+    """``-C``, ``-Ckey=value``, ``--conf=key=value``, ``-vv`` ... -> the flag's short
+    name; None for a word that is no option of ``distkv`` itself."""
+    if word[:2] in ("-c", "-C") and not word.startswith("--"):
+        return word[:2]
+    return GLOBAL_FLAGS.get(word.split("=", 1)[0])
+
+
+def _misplaced_hint(command: str, args: list[str], message: str) -> str:
+    """The docs write ``distkv -C KEY=VALUE server NAME``; users write ``distkv server
+    -C KEY=VALUE NAME``, and argparse then blames a word instead of the option
+    (``unrecognized arguments: -C NAME``, or ``invalid choice: 'connect.port=1'``
+    when ``client`` took ``-C`` as the start of its arguments). Name where the
+    option goes, if one of the words argparse blames is (or follows) a global option."""
+    blamed: list[str] = []
+    if "unrecognized arguments: " in message:
+        blamed = message.split("unrecognized arguments: ", 1)[1].split()
+    elif m := re.search(r"invalid choice: '([^']*)'", message):
+        choice = m.group(1)
+        blamed = [args[i - 1] for i, w in enumerate(args) if w == choice and i > 0] + [choice]
+    for word in blamed:
+        flag = _global_flag(word)
+        if flag is not None:
+            return f" ({flag} goes before the command: distkv {flag} ... {command} ...)"
+    return ""
 
 
 def _only(exc: BaseException, kind: type[BaseException]) -> bool:
@@ -198,7 +231,10 @@ def main(argv: list[str] | None = None, *, cfg: dict | None = None) -> int:
         command = TOP[g.command]
         if command.logs:
             setup_logging(cfg)
-        return command.runner()(cfg, g.args)
+        try:
+            return command.runner()(cfg, g.args)
+        except UsageError as exc:
+            raise UsageError(f"{exc}{_misplaced_hint(g.command, g.args, str(exc))}") from None
     except SystemExit as exc:  # --help (argparse exits after printing it)
         if exc.code is None:
             return 0

@@ -25,6 +25,11 @@ def _literal(raw: str):
     try:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError) as exc:
+        if str(exc).startswith("malformed node"):  # ast's text names an object address
+            raise ValueTypeError(
+                f"cannot evaluate example {raw!r}: not a Python literal (text needs quotes: "
+                "'\"text\"')"
+            ) from None
         raise ValueTypeError(
             f"cannot evaluate example {raw!r} (strings need quotes: '\"text\"'): {exc}"
         ) from None

@@ -101,7 +101,9 @@ class StateDir(Appender):
         try:
             os.makedirs(self.path, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"cannot create state directory {self.path}: {exc}") from exc
+            # not "[Errno 17] File exists: 'PATH'" for a file where the directory goes
+            why = "a file is in the way" if isinstance(exc, FileExistsError) else exc.strerror
+            raise StorageError(f"cannot create state directory {self.path}: {why}") from exc
         self._lock_fd = lock_dir(self.path)
         self._write = write
         #: bytes a failed flush could not write (kept in order, written first next time)

@@ -116,3 +116,52 @@ async def test_a_job_pinned_to_a_host_says_whether_its_runner_is_up():
             nursery.cancel_scope.cancel()
         r = await run_cli(["client", "run", "-n", "pi1", "get", "a.job"], cfg=cfg)
         assert "runner: no runner on pi1" in r.out  # a clean stop says goodbye
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        (
+            ["client", "data", "x", "set", "-e", ":", "on"],
+            "ValueTypeError: cannot evaluate 'on': not a Python literal "
+            "(text needs quotes, or -v instead of -e)\n",
+        ),
+        (
+            ["client", "data", "x", "set", "-e", ":", "open('/etc/passwd')"],
+            "ValueTypeError: cannot evaluate \"open('/etc/passwd')\": not a Python literal "
+            "(text needs quotes, or -v instead of -e)\n",
+        ),
+        (
+            ["client", "type", "set", "-g", "foo", "-b", "1", "-s", "/dev/null", "t"],
+            "ValueTypeError: cannot evaluate example 'foo': not a Python literal "
+            "(text needs quotes: '\"text\"')\n",
+        ),
+    ],
+)
+async def test_a_value_that_is_no_literal_says_so(cfg, words, expected):
+    """``-e : on`` (text without quotes): the line used to end in ast's ``malformed
+    node or string on line 1: <ast.Name object at 0x7f...>``, which names neither the
+    problem nor ``-v``. Nothing is stored."""
+    r = await run_cli(words, cfg=cfg)
+    assert (r.code, r.err) == (1, expected)
+    assert (await run_cli(["client", "data", "x"], cfg=cfg)).err.startswith("NoDataError")
+
+
+@pytest.mark.parametrize(
+    ("opt", "expected"),
+    [
+        (["-r", "-5"], "argument -r/--repeat: the interval must be more than 0 seconds, not -5"),
+        (["-r", "0"], "argument -r/--repeat: the interval must be more than 0 seconds, not 0"),
+        (["-r", "nan"], "argument -r/--repeat: not a number of seconds: 'nan'"),
+        (["-t", "nan"], "argument -t/--time: not a number of seconds: 'nan'"),
+    ],
+)
+async def test_a_job_no_runner_would_run_is_refused(cfg, opt, expected):
+    """``run set -r -5`` was stored; every runner then logged 'job ... is malformed'
+    and never ran it, while the user saw nothing."""
+    r = await run_cli(["client", "code", "set", "c"], cfg=cfg, stdin="return 1\n")
+    assert r.code == 0, r.err
+    r = await run_cli(["client", "run", "set", "-c", "c", "-t", "0", *opt, "j"], cfg=cfg)
+    assert (r.code, r.err) == (2, f"distkv client run set: {expected}\n")
+    r = await run_cli(["client", "run", "get", "j"], cfg=cfg)
+    assert r.code == 1 and r.err.startswith("NoDataError")  # nothing stored

@@ -5,6 +5,7 @@ import pytest
 import trio
 
 from distkv.bus.mqtt import open_mqtt_bus
+from distkv.cli.main import error_line
 from distkv.core.acl import user_path
 from distkv.testing.mosquitto import Mosquitto, find_mosquitto
 from distkv.testing.process import ServerProcess, ok, read_line
@@ -49,7 +50,6 @@ async def test_mirror_refuses_a_codec_the_server_would_not_apply(broker):
     """Auth off: the server applies no user's codec (everybody is root), so the gateway
     user's ``onoff`` would be ignored and "ON" stored as a string. The gateway refuses
     to start, in one line naming the user and the way out; with auth on it runs."""
-    from distkv.cli.main import error_line
 
     async with open_test_server(init="Testing") as s:
         async with open_memory_client(s) as c:
@@ -227,3 +227,70 @@ async def test_a_long_outage_republishes_everything(broker):
                         got[m.topic] = m.payload
                 assert got == {f"many/k{i}": str(i).encode() for i in range(20)}
             n.cancel_scope.cancel()
+
+
+async def test_a_gateway_that_lost_its_rights_says_so_once(broker):
+    """Connected while auth was off, then ``auth init`` (the order of the tutorial and
+    of many a setup): the gateway's login no longer holds, it stops, and the one
+    error was printed once per task of the gateway (two identical lines)."""
+    from gateways.__main__ import _serve as serve_gateway
+
+    cfg = {"uri": broker.uri, "client_id": "gw-test-rights",
+           "entities": {"plug1": {"template": "tasmota", "device": "plug1", "path": "home.p"}}}  # fmt: skip
+    async with open_test_server(init="Testing") as s:
+        async with open_memory_client(s) as c:
+            await c.set(user_path("_test", "root"), {})
+        async with open_memory_client(s) as gwc:
+            with pytest.raises(BaseException) as info:
+                async with trio.open_nursery() as n:
+                    # as distkv-gateway runs it: with its dynamic config and counters
+                    await n.start(serve_gateway, gwc, {"gateways": {"mqtt": cfg}}, gw, "mqtt")
+                    async with open_memory_client(s) as c:
+                        await c.set(Path(None, "auth"), {"current": "_test"})
+                    with trio.fail_after(10):
+                        await trio.sleep_forever()
+    assert error_line(info.value) == "ClientAuthRequiredError: auth is on now; log in"
+
+
+async def test_a_typo_in_the_trees_gateway_config_stops_no_running_gateway(broker, caplog):
+    """``.distkv config gateways`` reaches every gateway of the network. A typo there
+    used to end each running one with ``ConfigError`` (under systemd: a restart loop
+    on every host); now a running gateway logs one line and keeps its settings, and
+    takes the next good change. One that starts with it refuses, naming the entry."""
+    from gateways.__main__ import _serve as serve_gateway
+
+    conf = P(":.distkv.config.gateways")
+    cfg = {"gateways": {"mqtt": {"uri": broker.uri, "client_id": "gw-test-dyn", "topic": "home"}}}
+    async with (
+        open_test_server(init="Testing") as s,
+        open_memory_client(s) as c,
+        open_mqtt_bus(broker.uri, "home", "device") as dev,
+    ):
+        async with trio.open_nursery() as n:
+            await n.start(serve_gateway, c, cfg, gw, "mqtt")
+            await c.set(conf, {"mqtt": {"topik": "house"}})
+            with trio.fail_after(10):
+                while "keeps its current settings" not in caplog.text:
+                    await trio.sleep(0.01)
+            assert (
+                "unknown setting gateways.mqtt.topik (did you mean gateways.mqtt.topic?) "
+                "(from the tree's .distkv config gateways); the mqtt gateway keeps its "
+                "current settings"
+            ) in caplog.text
+            await dev.publish("hall/temp", b"21")  # still running, as before
+            await wait_value(c, "home.hall.temp", "21")
+            await c.set(conf, {"mqtt": {"topic": "house"}})  # a good change is taken
+            async with open_mqtt_bus(broker.uri, "house", "device2") as dev2:
+                with trio.fail_after(10):
+                    while (await c.get(P("home.hall.temp"))).value != "22":
+                        await dev2.publish("hall/temp", b"22")  # until it has restarted
+                        await trio.sleep(0.05)
+            n.cancel_scope.cancel()
+        await c.set(conf, {"mqtt": {"qos": 7}})
+        with pytest.raises(BaseException) as info:
+            async with trio.open_nursery() as n:
+                await n.start(serve_gateway, c, cfg, gw, "mqtt")
+        assert error_line(info.value) == (
+            "ConfigError: gateways.mqtt.qos: 7 is not one of 0, 1 "
+            "(from the tree's .distkv config gateways)"
+        )

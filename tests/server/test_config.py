@@ -97,3 +97,30 @@ def test_bad_overrides():
         config.parse_override("server.root")
     with pytest.raises(ConfigError, match="needs a key"):
         config.parse_override("=3")
+
+
+@pytest.mark.parametrize(
+    ("content", "where"),
+    [
+        ("gateway: mqtt\n  settings: x\n", "line 2, column 11: mapping values are not allowed here"),
+        ("a:\n\tb: 1\n", "line 2, column 1: found character '\\t' that cannot start any token"),
+    ],
+)
+def test_a_yaml_mistake_names_its_line_and_column(tmp_path, content, where):
+    """Was PyYAML's text squeezed onto one line: 'in "<unicode string>", line 2,
+    column 11: settings: x ^' (the caret under nothing, the file named twice)."""
+    f = tmp_path / "bad.cfg"
+    f.write_text(content)
+    with pytest.raises(ConfigError) as ei:
+        config.load([str(f)])
+    assert str(ei.value).startswith(f"config file {f} is not valid YAML: {where}")
+    assert "unicode string" not in str(ei.value)
+
+
+def test_a_yaml_mistake_in_an_override_names_its_column():
+    with pytest.raises(ConfigError) as ei:
+        config.parse_override("server.services=[gateway-x")
+    assert str(ei.value) == (
+        "cannot parse value of -C server.services: line 1, column 11: expected ',' or ']', "
+        "but got '<stream end>' (while parsing a flow sequence)"
+    )
