@@ -15,14 +15,14 @@ items ``acl`` (an ACL name or a list) and ``groups`` (a list of group names), wh
 
 Server login flow (see :func:`start_login`)::
 
-    limiter.check(now, ("user", name), ("addr", host))      # refuse if locked out
+    guard.attempt(now, host, name)                          # refuse if locked out
     method, name = start_login(current_method, msg)         # cheap, checks the shape
     record = tree value at user_path(method.name, name)     # None if absent
     if method.slow:                                          # password: hashing
         user = await trio.to_thread.run_sync(method.verify, msg, record)
     else:
         user = method.verify(msg, record)
-    # on AuthFailedError: limiter.failed(now, keys...); on success: limiter.succeeded(keys...)
+    # and in every case: guard.finished(now, host, name, ok)   (Server.verify_login)
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ __all__ = [
     "COMMON_PARAMS",
     "Ask",
     "AuthMethod",
+    "LoginGuard",
     "LoginLimiter",
     "default_prompt",
     "get_method",
@@ -349,6 +350,66 @@ class LoginLimiter:
         """Forget the failures of ``keys`` (a lockout in force stays)."""
         for key in keys:
             self._fails.pop(key, None)
+
+    def recent(self, now: float, key: Any) -> int:
+        """Failures of ``key`` within the window."""
+        return sum(t > now - self.window for t in self._fails.get(key, ()))
+
+
+class LoginGuard:
+    """The login limits of a node: per (client address, user name), and a looser one
+    per address. Pure, like :class:`LoginLimiter`; ``Server.verify_login`` uses it for
+    client sessions and the web service's ``/metrics`` alike.
+
+    Why per (address, user): counted per address alone, one client with a wrong
+    password locked out every client of its host: a Prometheus job on the node's own
+    host, retrying every 15 s, kept the node's runners, gateways and CLI on
+    127.0.0.1 refused for good. Now a wrong password locks only that user from that
+    address, which is all a password guesser needs to be slowed down by, and nobody
+    can lock a user out from another address. The per-address limit bounds how many
+    password checks (a hash, ~5 ms of CPU on a PC, more on a Pi) one address can cause
+    by trying many user names.
+
+    Tries in flight count against the limits (tries sent at once, or on many
+    connections, are not all checked), but only failures lock: clients of one host
+    that log in at the same moment (after a node restart) do not lock themselves out.
+    """
+
+    def __init__(self, per_user: LoginLimiter | None = None, per_addr: LoginLimiter | None = None):
+        self.per_user = per_user if per_user is not None else LoginLimiter(max_failures=5)
+        self.per_addr = per_addr if per_addr is not None else LoginLimiter(max_failures=30)
+        self._inflight: dict[Any, int] = {}
+
+    def attempt(self, now: float, addr: str, name: Any) -> None:
+        """A login from ``addr`` as ``name`` is about to be checked: raise
+        :class:`AuthFailedError` if that pair or that address is locked out, or if
+        its failures plus its tries in flight reach the limit; else it is in flight
+        until :meth:`finished`."""
+        pair = (addr, name)
+        self.per_user.check(now, pair)
+        self.per_addr.check(now, addr)
+        for lim, key in ((self.per_user, pair), (self.per_addr, addr)):
+            if lim.recent(now, key) + self._inflight.get(key, 0) >= lim.max_failures:
+                raise AuthFailedError("too many failed or pending logins; try again later")
+        for key in (pair, addr):
+            self._inflight[key] = self._inflight.get(key, 0) + 1
+
+    def finished(self, now: float, addr: str, name: Any, ok: bool) -> None:
+        """The login of :meth:`attempt` was checked: ``ok`` forgets the pair's
+        failures (the address keeps its others: a valid login of one user must not
+        reset what the address tried on other names); else it counts as a failure."""
+        pair = (addr, name)
+        for key in (pair, addr):
+            left = self._inflight.get(key, 0) - 1
+            if left > 0:
+                self._inflight[key] = left
+            else:
+                self._inflight.pop(key, None)
+        if ok:
+            self.per_user.succeeded(pair)
+        else:
+            self.per_user.failed(now, pair)
+            self.per_addr.failed(now, addr)
 
 
 def login_message(spec: str | Mapping[str, Any]) -> dict:

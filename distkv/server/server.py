@@ -16,7 +16,7 @@ from typing import Any
 import trio
 
 from .. import __version__
-from ..auth import LoginLimiter, get_method, start_login
+from ..auth import LoginGuard, get_method, start_login
 from ..busypoll import default_budget_us
 from ..config import server_ssl_context
 from ..core import tree as trees
@@ -93,7 +93,7 @@ class Server:
         self.limits = Limits.from_config(cfg["server"].get("limits"))
         self.types = TypeRegistry(budget=self.limits.script_ms / 1000)
         self.codecs = CodecRegistry(budget=self.limits.script_ms / 1000)
-        self.limiter = LoginLimiter()
+        self.login_guard = LoginGuard()
         self.storage = None  # StateDir, when server.state_dir is set
         self.logfile = None  # LogFile of `client log dest`
         self._log_lock = trio.Lock()  # one `log dest`/`log stop` at a time
@@ -253,35 +253,46 @@ class Server:
 
     # --- login ---
 
-    async def login(self, session: Session, msg: dict) -> dict:
-        """Check a login; on success the session acts as that user from now on."""
-        # Counted per address only, and before it is checked: tries in flight count,
-        # and nobody can lock a *user* out by failing in their name.
-        now = trio.current_time()
-        keys = (("addr", session.peer.rsplit(":", 1)[0]),)
-        self.limiter.check(now, *keys)
-        self.limiter.failed(now, *keys)
-        method, name = start_login(self.auth_method, msg)
-        e = self.replica.tree.lookup(user_path(method.name, name))
-        record = e.value if e is not None and e.value is not NotGiven else None
+    async def verify_login(self, host: str, msg: Any) -> tuple[str, str, Any]:
+        """Check a login from ``host`` (the client's address) within the login limits:
+        ``(method name, user, user record)``, or :class:`AuthFailedError` (and
+        others of its family for a malformed login). Client sessions and the web
+        service's ``/metrics`` both log in through here.
+
+        Counted before it is checked (tries in flight count), per address and user
+        name: nobody can lock a user out from another address (see LoginGuard)."""
+        asked = msg.get("name") if isinstance(msg, dict) else None
+        guard = self.login_guard
+        guard.attempt(trio.current_time(), host, asked)
+        ok = False
         try:
+            method, name = start_login(self.auth_method, msg)
+            e = self.replica.tree.lookup(user_path(method.name, name))
+            record = e.value if e is not None and e.value is not NotGiven else None
             if getattr(method, "slow", False):
                 user = await trio.to_thread.run_sync(method.verify, msg, record)
             else:
                 user = method.verify(msg, record)
+            ok = True
         except AuthFailedError:
-            logger.warning("login failed for %r from %s", name, session.peer)
+            logger.warning("login failed for %r from %s", asked, host)
             raise
-        self.limiter.succeeded(*keys)
+        finally:  # anything but a verified login counts as a failure
+            guard.finished(trio.current_time(), host, asked, ok)
+        return method.name, user, record
+
+    async def login(self, session: Session, msg: dict) -> dict:
+        """Check a login; on success the session acts as that user from now on."""
+        method, user, record = await self.verify_login(session.peer.rsplit(":", 1)[0], msg)
         session.proto.unlock()
         session.user = user
-        session.auth_method = method.name
+        session.auth_method = method
         session.conv = self._converter(record)
         if self.auth_required:
-            grants = self.acls.grants(method.name, user)
+            grants = self.acls.grants(method, user)
             session.acl = None if grants.is_unrestricted else grants
-        logger.info("%s logged in as %s (%s)", session.peer, user, method.name)
-        return {"user": user, "method": method.name}
+        logger.info("%s logged in as %s (%s)", session.peer, user, method)
+        return {"user": user, "method": method}
 
     # --- files ---
 

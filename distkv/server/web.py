@@ -283,9 +283,6 @@ class WebService:
 
     async def _metrics_refused(self, stream: trio.abc.Stream, headers: dict):
         """None if the request may read /metrics, else (HTTP status, one-line reason)."""
-        from ..auth import start_login
-        from ..core.acl import user_path
-        from ..core.types import NotGiven
         from ..exceptions import DistKVError
         from .commands import NODE_STATUS_PATH
 
@@ -296,24 +293,13 @@ class WebService:
         if cred is None:
             return "401 Unauthorized", f"log in (HTTP Basic, a {srv.auth_method} user)"
         name, password = cred
-        addr = ("addr", _peer_host(stream))
-        now = trio.current_time()
         msg = {"method": srv.auth_method, "name": name, "password": password}
         try:
-            srv.limiter.check(now, addr)
-            srv.limiter.failed(now, addr)  # counted before it is checked, as in Server.login
-            method, name = start_login(srv.auth_method, msg)
-            e = srv.replica.tree.lookup(user_path(method.name, name))
-            record = e.value if e is not None and e.value is not NotGiven else None
-            if getattr(method, "slow", False):
-                user = await trio.to_thread.run_sync(method.verify, msg, record)
-            else:
-                user = method.verify(msg, record)
+            method, user, _ = await srv.verify_login(_peer_host(stream), msg)
         except DistKVError as exc:
             logger.warning("web: /metrics login as %r refused: %s", name, exc)
             return "401 Unauthorized", str(exc)
-        srv.limiter.succeeded(addr)
-        grants = srv.acls.grants(method.name, user)
+        grants = srv.acls.grants(method, user)
         if not grants.is_unrestricted and not grants.allowed(NODE_STATUS_PATH, "r"):
             return "403 Forbidden", f"{user} may not read {NODE_STATUS_PATH}"
         return None

@@ -10,6 +10,7 @@ import pytest
 from distkv.auth import (
     Ask,
     AuthMethod,
+    LoginGuard,
     LoginLimiter,
     get_method,
     method_names,
@@ -324,3 +325,54 @@ def test_limiter_memory_bounded():
     lim.failed(20, "x")
     lim.failed(20, "x")
     assert lim.locked_keys <= 101
+
+
+def _login(g: LoginGuard, now: float, addr: str, name: str, ok: bool = False) -> None:
+    g.attempt(now, addr, name)
+    g.finished(now, addr, name, ok)
+
+
+def test_guard_a_wrong_password_locks_only_that_user_from_that_address():
+    """One client on a host with a wrong password (a scraper retrying every 10 s) must
+    not lock out the other clients of that host, nor its user elsewhere."""
+    g = LoginGuard()
+    for t in range(0, 50, 10):
+        _login(g, t, "127.0.0.1", "prom")
+    with pytest.raises(AuthFailedError, match="too many failed logins"):
+        g.attempt(50, "127.0.0.1", "prom")
+    _login(g, 50, "127.0.0.1", "admin", ok=True)  # the host's other users
+    _login(g, 50, "10.0.0.5", "prom", ok=True)  # the same user from elsewhere
+
+
+def test_guard_bounds_the_tries_of_one_address_over_many_names():
+    g = LoginGuard()
+    for i in range(30):
+        _login(g, i, "10.0.0.66", f"user{i}")
+    with pytest.raises(AuthFailedError, match="too many failed logins"):
+        g.attempt(31, "10.0.0.66", "admin")
+    _login(g, 31, "10.0.0.1", "admin", ok=True)  # another address is not affected
+
+
+def test_guard_counts_tries_in_flight_but_only_failures_lock():
+    """Five tries at once: the sixth is refused unchecked; when they all turn out
+    right (clients of one host logging in after a node restart), nothing is locked."""
+    g = LoginGuard()
+    for _ in range(5):
+        g.attempt(0, "h", "admin")
+    with pytest.raises(AuthFailedError, match="pending"):
+        g.attempt(0, "h", "admin")
+    for _ in range(5):
+        g.finished(0, "h", "admin", True)
+    for _ in range(5):
+        _login(g, 1, "h", "admin", ok=True)
+
+
+def test_guard_a_success_does_not_reset_the_address():
+    """A valid login of one user must not reset what its address tried on others."""
+    g = LoginGuard(per_addr=LoginLimiter(max_failures=3))
+    _login(g, 0, "a", "x")
+    _login(g, 1, "a", "y")
+    _login(g, 2, "a", "guest", ok=True)
+    _login(g, 3, "a", "z")  # the third failure locks the address ...
+    with pytest.raises(AuthFailedError):
+        g.attempt(4, "a", "guest")  # ... for everyone
