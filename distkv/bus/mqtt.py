@@ -391,6 +391,10 @@ class MqttBus(Bus):
         self.max_takeovers = max_takeovers
         self._takeovers: list[float] = []
         self._established_at = 0.0
+        # when the broker was first found missing (lost or unreachable), None while up:
+        # its return is logged at the level its loss was, so a journal read at the
+        # default level does not end on "unreachable; retrying" once it is back
+        self._down_since: float | None = None
         c.connect_timeout = connect_timeout
         if self.will is not None:
             c.will_set(self.full_topic(self.presence_topic), self.will, qos=1, retain=True)
@@ -451,6 +455,8 @@ class MqttBus(Bus):
                     # the v5 "session taken over" DISCONNECT before the socket closes)
                     self._takeovers.append(trio.current_time())
                 self._check_takeovers()
+                if self._down_since is None:
+                    self._down_since = trio.current_time()
                 if established:
                     delays = backoff_delays(self.min_backoff, self.max_backoff)
                     failures = 0
@@ -531,9 +537,19 @@ class MqttBus(Bus):
                     return False
                 established = True
                 self._established_at = trio.current_time()
-                logger.info(
-                    "bus %s: connected to MQTT broker %s:%d", self.node, self.host, self.port
-                )
+                if self._down_since is None:
+                    logger.info(
+                        "bus %s: connected to MQTT broker %s:%d", self.node, self.host, self.port
+                    )
+                else:
+                    logger.warning(
+                        "bus %s: MQTT broker %s:%d is back after %.1f s",
+                        self.node,
+                        self.host,
+                        self.port,
+                        self._established_at - self._down_since,
+                    )
+                    self._down_since = None
                 try:
                     await self._resubscribe_all()
                 except BusError as exc:

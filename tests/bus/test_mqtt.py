@@ -122,7 +122,10 @@ async def test_starts_without_broker_and_connects_later(
     assert set(levels[1:]) == {logging.DEBUG}
 
 
-async def test_broker_restart_reconnects_and_resubscribes(private_broker: Mosquitto) -> None:
+async def test_broker_restart_reconnects_and_resubscribes(
+    private_broker: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="distkv.bus.mqtt")
     async with fast(private_broker, "a") as a, fast(private_broker, "b") as b:
         with trio.fail_after(TIMEOUT):
             await a.wait_connected()
@@ -141,6 +144,13 @@ async def test_broker_restart_reconnects_and_resubscribes(private_broker: Mosqui
                 assert await recv(sub) == Message("r/x", b"%d" % round_)
         assert a.stats.connects == 3
         assert a.stats.disconnects == 2
+    # at the default log level the journal says the broker is back, not only that
+    # it was lost (a journal ending on "unreachable; retrying" misleads an operator)
+    said = [r.getMessage() for r in caplog.records if "bus a:" in r.getMessage()]
+    assert [("lost" in m, "is back" in m) for m in said if "lost" in m or "is back" in m] == [
+        (True, False),
+        (False, True),
+    ] * 2, said
 
 
 async def test_inflight_qos1_survive_a_broken_socket(private_broker: Mosquitto) -> None:
