@@ -53,7 +53,7 @@ _MQTT = Section(
         "connect_timeout": Key(Float(0.1), 5.0, "seconds to wait for CONNACK"),
         "close_timeout": Key(Float(0), 2.0, "seconds to flush on shutdown"),
         "max_pending": Key(Nullable(Int(0)), None, "messages queued while the broker is away"),
-        "client_id": Key(Nullable(Str()), None, "MQTT client id (default distkv-ROOT-NODE)"),
+        "client_id": Key(Nullable(Str()), None, "MQTT client id (default distkv-ROOT-NODE-INSTANCE, one per process)"),
     },
     help="the broker the nodes replicate through",
 )

@@ -141,8 +141,13 @@ class BusLink:
         self.bus: Any = None
         #: tells this process's presence from another process using our node name
         self.instance = os.urandom(6).hex()
+        #: when this process started (clock ms), in presence as ``since``: of two nodes
+        #: with one name, the one that started later stops (see :meth:`_name_clash`)
+        self.since = self.clock()
         #: where another node with our name is (``host:port``), once one was seen
         self.name_clash: str | None = None
+        #: set if this node is the later of two with one name: the replicator stops it
+        self.clash_stop = trio.Event()
         self._refusals_logged: set[tuple] = set()
         self._presence: dict | None = None
         self._presence_evt = trio.Event()
@@ -341,6 +346,7 @@ class BusLink:
         m["addr"] = self._advertise()
         m["version"] = 1
         m["instance"] = self.instance
+        m["since"] = self.since
         self._presence = m
         self._presence_evt.set()
 
@@ -460,17 +466,27 @@ class BusLink:
 
     def _name_clash(self, m: dict) -> None:
         """A live presence with our name from another process: two nodes were given
-        the same name. Say so once, in one line, with where the other one is."""
+        the same name (a cloned SD card keeps its host name). Their ticks would
+        collide, so the one that started later stops (:attr:`clash_stop`); the other
+        says so once, in one line, with where the other one is. A peer without
+        ``since`` (an older version) counts as the earlier one."""
         addr = m.get("addr")
         where = f"{addr[0]}:{addr[1]}" if isinstance(addr, list) and len(addr) == 2 else "?"
-        if self.name_clash is None:
+        theirs = m.get("since")
+        later = not isinstance(theirs, int) or (theirs, str(m.get("instance"))) < (
+            self.since,
+            self.instance,
+        )
+        if self.name_clash is None and not later:
             logger.error(
                 "another node named %r is on this network (client port %s): node names "
-                "must be unique; give one of them another name",
+                "must be unique; that one stops, since it started later",
                 self.name,
                 where,
             )
         self.name_clash = where
+        if later:
+            self.clash_stop.set()
 
     def _refused(self, topic: str, why: str) -> None:
         """Log a refused bus message once per topic and kind of reason (a forger or

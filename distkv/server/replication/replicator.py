@@ -17,7 +17,7 @@ persisted through ``Server.purged``. Every replica change goes to ``Server.repli
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,7 @@ import trio
 from ...core.admission import BusSeal
 from ...core.replica import DROPPED
 from ...core.types import NotGiven
-from ...exceptions import ConfigError
+from ...exceptions import ConfigError, ServerError
 from .buslink import BusLink, advertised_address
 from .conflicts import ConflictRecorder
 from .joiner import Connect, Joiner, tcp_connect
@@ -234,6 +234,7 @@ class Replicator:
             self.readiness.say("local")
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._periodic)
+                nursery.start_soon(self._stop_on_name_clash)
                 task_status.started()
             return
         from ...bus import open_bus
@@ -251,9 +252,17 @@ class Replicator:
             catch_up = True
         self.readiness.begin(creating=new_network, catch_up=catch_up)
         link = self.link
+        # An MQTT client id of its own per process: with one id for a node name, a
+        # second node given the same name (a cloned SD card keeps its host name) made
+        # the broker drop each of them in turn, every ~200 ms, for ever, so neither
+        # could tell (by presence) that the other exists; see BusLink._name_clash.
+        ids = {}
+        tgt = self.target
+        if isinstance(tgt, str) or (isinstance(tgt, Mapping) and not tgt.get("client_id")):
+            ids["client_id"] = f"distkv-{self.root}-{self.name}-{link.instance}"
         try:
             async with (
-                open_bus(self.target, self.root, self.name, will=link.will()) as bus,
+                open_bus(self.target, self.root, self.name, will=link.will(), **ids) as bus,
                 link.subscribed(bus),
                 trio.open_nursery() as nursery,
             ):
@@ -267,9 +276,19 @@ class Replicator:
                 nursery.start_soon(link.backlog_task)
                 nursery.start_soon(self.joiner.run)
                 nursery.start_soon(self._periodic)
+                nursery.start_soon(self._stop_on_name_clash)
                 task_status.started()
         finally:
             link.attach(None)
+
+    async def _stop_on_name_clash(self) -> None:
+        """Stop this node if another node with its name was there first: two writers
+        with one name make colliding ticks, which replication cannot tell apart."""
+        await self.link.clash_stop.wait()
+        raise ServerError(
+            f"another node named {self.name!r} is already running on this network (client"
+            f" port {self.link.name_clash}): give this node another name (distkv server NAME)"
+        )
 
     # --- status ------------------------------------------------------------------
 
