@@ -59,6 +59,12 @@ class BusSeal:
             return payload
         return _MAGIC + self._mac(payload) + payload
 
+    @staticmethod
+    def looks_sealed(data: bytes) -> bool:
+        """Whether ``data`` has the form of a sealed payload (whatever the key): how a
+        node without a key tells "the others have one" from a foreign publisher."""
+        return len(data) >= len(_MAGIC) + _MAC_LEN and data[: len(_MAGIC)] == _MAGIC
+
     def open(self, data: bytes) -> bytes | None:
         """The payload if ``data`` is sealed with our key (or we have none); else None."""
         if self._key is None:

@@ -105,6 +105,20 @@ async def test_a_forged_update_without_the_key_changes_nothing(autojump_clock):
         await cl.wait_converged()
 
 
+async def test_a_node_without_the_key_says_what_is_missing(autojump_clock, caplog):
+    """A node without server.network_key among nodes with one logged
+    'undecodable bus message ...: ExtraData(19249, b'...')'; now it names the setting."""
+    net = MemoryNetwork()
+    async with open_test_cluster(1, net) as cl:
+        sealed = update(node="n9", chain=[["n9", 1]], tick=1, tock=cl.clock() << SHIFT)
+        await forge(net, "update/n9", sealed, key=KEY)
+        await forge(net, "update/n9", sealed, key=KEY)
+        assert cl["n1"].replica.tree.lookup(P("a.b")) is None
+    said = [r.getMessage() for r in caplog.records if "update/n9" in r.getMessage()]
+    assert len(said) == 1 and "set server.network_key" in said[0], said
+    assert "ExtraData" not in said[0]
+
+
 async def test_a_clock_far_ahead_is_refused_not_adopted(autojump_clock):
     net = MemoryNetwork()
     async with open_test_cluster(1, net) as cl:

@@ -448,7 +448,13 @@ class BusLink:
                     m["type"]  # noqa: B018 - every message must have one
             except Exception as exc:  # noqa: BLE001 - a foreign publisher must not kill us
                 stats["bad_messages"] += 1
-                if stats["bad_messages"] == 1:
+                if not self.seal.active and self.seal.looks_sealed(payload):
+                    self._refused(
+                        topic,
+                        "sealed with a network key, and this node has none: set "
+                        "server.network_key, the same on every node",
+                    )
+                elif stats["bad_messages"] == 1:
                     logger.warning("undecodable bus message on %s: %r", topic, exc)
                 continue
             for m in batch:
