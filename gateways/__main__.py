@@ -1,6 +1,7 @@
 """``distkv-gateway [-c FILE] [-C key=value] NAME``: run one gateway until stopped.
 
-The configuration is DistKV's (the same files, ``DISTKV_CONFIG`` and ``-C`` overrides);
+The configuration is DistKV's (the same files and ``DISTKV_CONFIG``, or ``-c`` files
+instead of them, and ``-C`` overrides);
 a gateway reads its own section ``gateways.NAME``, overridden by the tree's
 ``.distkv config gateways`` (it restarts when that changes), and logs in with
 ``connect.auth``.
@@ -29,7 +30,9 @@ GATEWAYS = {"gpio": "hw.gpiogw", "mqtt": "gateways.mqtt", "owfs": "gateways.owfs
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="distkv-gateway", description=__doc__.split("\n\n")[1])
+    # the module docstring's second paragraph, without its reST markup
+    about = __doc__.split("\n\n")[1].replace("``", "")
+    p = argparse.ArgumentParser(prog="distkv-gateway", description=about)
     p.add_argument("-c", "--cfg", action="append", default=[], metavar="FILE")
     p.add_argument("-C", "--conf", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("-v", "--verbose", action="count", default=0)

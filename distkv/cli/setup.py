@@ -158,8 +158,10 @@ def _setup_instance(a) -> int:
         wrote.append(target)
     for f in wrote:
         print(f"wrote {f}")
+    # staged (--root): the file is not where `instance` looks; a path is taken as it is
+    ref = f"{a.what}-{a.name}" if live else str(path)
     print(
-        f"edit {path}, check it with `distkv instance --check {a.what}-{a.name}`, then either\n"
+        f"edit {path}, check it with `distkv instance --check {ref}`, then either\n"
         f"  systemctl enable --now distkv-{a.what}@{a.name}    (a process of its own), or\n"
         f"  add `- {a.what}-{a.name}` to server.services in /etc/distkv/distkv.cfg"
         " (inside the node)"

@@ -80,6 +80,12 @@ def test_setup_writes_commented_instance_files_whose_units_verify(tmp_path):
     out = setup_inst("gateway", "cellar", "--kind", "owfs", "--auth", "password name=ow password=s")
     assert "systemctl enable --now distkv-gateway@cellar" in out
     assert "- gateway-cellar` to server.services" in out
+    # staged: the check it suggests looks at the staged file, not at /etc/distkv
+    staged = tmp_path / "etc/distkv/gateway-cellar.cfg"
+    assert f"check it with `distkv instance --check {staged}`" in out
+    res = subprocess.run([sys.executable, "-m", "distkv", "instance", "--check", str(staged)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr
     setup_inst("gateway", "kitchen", "--kind", "mqtt", "--uri", "mqtt://broker:1883")
     setup_inst("runner", "boiler", "-g", "heating", "--hw")
     etc = tmp_path / "etc/distkv"
