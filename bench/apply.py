@@ -31,10 +31,20 @@ NKEYS = 1000  # sequential sets in the bench cycle over 1,000 keys, so do these
 BATCHES = (1, 3, 12, 500)
 
 
+def _payloads(packed: list[bytes]) -> list[bytes]:
+    """Bus payloads of packed messages, as ``BusLink`` makes them (``held.py``)."""
+    from distkv.server.replication.buslink import MAX_PAYLOAD
+    from distkv.server.replication.held import HeldMessages, bus_payload
+
+    held = HeldMessages(1 << 40, MAX_PAYLOAD)
+    for p in packed:
+        held.add("t", p)
+    return [bus_payload(chunk, n) for _, chunks in held.take() for chunk, n in chunks]
+
+
 def _sender_messages(a, seal, paths, start: int, n: int, batch: int, now_ms: int) -> list:
     """Bus messages of node ``a``'s writes ``start .. start+n-1``, ``batch`` a message."""
     from distkv.bus.types import Message
-    from distkv.server.replication.buslink import payloads
     from distkv.wire import codec
 
     out = []
@@ -42,7 +52,7 @@ def _sender_messages(a, seal, paths, start: int, n: int, batch: int, now_ms: int
         for i in range(i0, min(start + n, i0 + batch)):
             a.local_write(paths[i % len(paths)], i, now_ms)
         packed = [codec.packb(m) for m in a.drain()]
-        for pl, _count in payloads(packed):
+        for pl in _payloads(packed):
             out.append(Message(f"update/{a.name}", seal.seal(pl)))
     return out
 
@@ -52,7 +62,6 @@ def _repair_messages(a, seal, paths, batch: int, now_ms: int) -> list:
     them: ``entry`` messages, ``batch`` a bus message."""
     from distkv.bus.types import Message
     from distkv.core.replica import Repair
-    from distkv.server.replication.buslink import payloads
     from distkv.wire import codec
 
     first = a.tick + 1
@@ -64,7 +73,7 @@ def _repair_messages(a, seal, paths, batch: int, now_ms: int) -> list:
     packed = [codec.packb(m) for m in a.drain()]
     out = []
     for i0 in range(0, len(packed), batch):
-        for pl, _count in payloads(packed[i0 : i0 + batch]):
+        for pl in _payloads(packed[i0 : i0 + batch]):
             out.append(Message("repair/b", seal.seal(pl)))
     return out
 

@@ -31,3 +31,21 @@ def test_bench_quick_set_seq(tmp_path):
     assert cells[2] == "ops/s"
     assert float(cells[1].replace(",", "")) > 0
     assert out.exists()
+
+
+@pytest.mark.slow
+def test_bench_quick_repl_apply_has_no_error_rows():
+    """The in-process replication rows call into the bus link's internals (how it
+    packs bus messages): a refactor there once turned all eight into ERROR rows,
+    seen only in a full run."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "repl_apply"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| apply ")]
+    assert len(rows) == 6 and not [r for r in rows if "ERROR" in r], proc.stdout

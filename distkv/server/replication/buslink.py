@@ -42,7 +42,7 @@ from ...core.admission import BusSeal, refusal
 from ...core.replica import PRESENCE, REPAIR, UPDATE, Presence, Repair, decode, encode
 from ...exceptions import DistKVError
 from ...wire import codec
-from .held import HeldMessages, not_held, peers_back
+from .held import HeldMessages, bus_payload, not_held, peers_back
 
 if TYPE_CHECKING:
     from ...core.replica import Replica
@@ -64,14 +64,6 @@ SEND_SLICE = 1024 * 1024
 #: Longest wait after a reconnect for the peers to be back before sending what was held
 #: (see ``held.peers_back``); peers reconnect within the bus's max_backoff (default 1 s).
 PEERS_BACK_S = 5.0
-
-
-def _payload(chunk: bytes, count: int) -> bytes:
-    """One bus payload: one message as itself, several (``chunk`` holds them
-    concatenated) as a msgpack array (``0xdd`` array32 header + the messages)."""
-    if count == 1:
-        return chunk
-    return b"\xdd" + count.to_bytes(4, "big") + chunk
 
 
 def advertised_address(scfg: dict, ports: list) -> list | None:
@@ -265,7 +257,7 @@ class BusLink:
             for topic, chunks in self._held.take(limit):
                 for chunk, count in chunks:
                     n += count
-                    payload = _payload(chunk, count)
+                    payload = bus_payload(chunk, count)
                     if bus.pending >= bus.max_pending:
                         self.stats["overflow"] += count
                         continue

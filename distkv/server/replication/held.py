@@ -21,7 +21,7 @@ from typing import Protocol
 
 from ...core.ticks import TickSet
 
-__all__ = ["HeldMessages", "not_held", "peers_back"]
+__all__ = ["HeldMessages", "bus_payload", "not_held", "peers_back"]
 
 
 class _Peer(Protocol):
@@ -42,6 +42,15 @@ def peers_back(peers: Iterable[_Peer], since_ms: int) -> bool:
     A peer that said goodbye (offline presence) is not waited for; one that vanished
     without a will is waited for until the caller's timeout."""
     return all(not p.online or p.last_ms >= since_ms for p in peers)
+
+
+def bus_payload(chunk: bytes, count: int) -> bytes:
+    """One bus payload from a chunk :meth:`HeldMessages.take` returns: one message as
+    itself, several (``chunk`` holds them concatenated) as a msgpack array (``0xdd``
+    array32 header + the messages)."""
+    if count == 1:
+        return chunk
+    return b"\xdd" + count.to_bytes(4, "big") + chunk
 
 
 #: Messages for one topic are packed into chunks of at most this many bytes (one
