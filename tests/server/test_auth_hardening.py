@@ -22,6 +22,14 @@ from distkv.util import P
 from distkv.wire import codec
 
 
+class Peer:
+    """A session as ``Server.login`` sees it, from some address."""
+
+    def __init__(self, peer):
+        self.peer = peer
+        self.proto = type("P", (), {"unlock": lambda self: None})()
+
+
 def auth_msg(seq, name, pw):
     return codec.packb(
         {"seq": seq, "action": "auth", "method": "password", "name": name, "password": pw}
@@ -64,11 +72,6 @@ async def test_a_stranger_cannot_lock_a_user_out(autojump_clock):
         async with open_memory_client(s) as c:
             await setup_password(c)
 
-        class Peer:  # a session as seen by Server.login, from some address
-            def __init__(self, peer):
-                self.peer = peer
-                self.proto = type("P", (), {"unlock": lambda self: None})()
-
         stranger = Peer("10.0.0.66:4000")
         for i in range(6):
             with pytest.raises(AuthFailedError):
@@ -87,11 +90,6 @@ async def test_a_wrong_password_on_the_nodes_host_locks_out_only_that_user(autoj
     async with open_test_server() as s:
         async with open_memory_client(s) as c:
             await setup_password(c)
-
-        class Peer:  # a session as seen by Server.login, from some address
-            def __init__(self, peer):
-                self.peer = peer
-                self.proto = type("P", (), {"unlock": lambda self: None})()
 
         for i in range(6):
             with pytest.raises(AuthFailedError):

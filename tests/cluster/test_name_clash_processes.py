@@ -13,19 +13,12 @@ import pytest
 import trio
 
 from distkv.client import open_client
-from distkv.testing.mosquitto import Mosquitto, find_mosquitto
+from distkv.testing.mosquitto import find_mosquitto
 from distkv.testing.process import ServerProcess
 from distkv.util import P
 
+# the broker fixture is in conftest.py
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto not installed")
-
-
-@pytest.fixture
-def broker():
-    b = Mosquitto()
-    b.start()
-    yield b
-    b.close()
 
 
 async def test_a_second_node_with_a_taken_name_stops_and_the_first_carries_on(tmp_path, broker):
