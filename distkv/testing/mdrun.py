@@ -153,11 +153,15 @@ class _Background:
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
 
     def _drain(self):
-        for line in self.proc.stdout:
-            self.lines.put(line)
+        try:
+            for line in self.proc.stdout:
+                self.lines.put(line)
+        except (ValueError, OSError):  # closed by stop() while a last read was under way
+            pass
         self.lines.put("")
 
     def expect(self, expected: str, timeout: float) -> None:
@@ -187,6 +191,10 @@ class _Background:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+        # let the reader reach the end of the output first: closing the pipe under a
+        # read in progress raised "I/O operation on closed file" in its thread, which
+        # pytest reports as a failure of the whole tutorial test
+        self._reader.join(5)
         self.proc.stdout.close()
 
 
