@@ -296,8 +296,7 @@ class WebService:
         msg = {"method": srv.auth_method, "name": name, "password": password}
         try:
             method, user, _ = await srv.verify_login(_peer_host(stream), msg)
-        except DistKVError as exc:
-            logger.warning("web: /metrics login as %r refused: %s", name, exc)
+        except DistKVError as exc:  # a wrong password is logged by verify_login
             return "401 Unauthorized", str(exc)
         grants = srv.acls.grants(method, user)
         if not grants.is_unrestricted and not grants.allowed(NODE_STATUS_PATH, "r"):
